@@ -1,0 +1,268 @@
+"""The candle frame: the one in-memory shape every part of CryptoTA exchanges candles in.
+
+A candle frame is a pandas DataFrame indexed by ``open_time`` (tz-aware UTC, nanosecond unit,
+strictly increasing, no duplicates) with the float and integer columns below, in that order.
+A frame always holds one series: one exchange, symbol and interval, which travel beside it
+(see :class:`SeriesKey`), never inside it, so that a frame from the synthetic generator can never
+be mistaken for Binance data.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+from pydantic import BaseModel, ConfigDict, field_validator
+
+from cryptota_core.errors import InvalidInputError
+from cryptota_core.market.intervals import expected_open_times, interval_ms, parse_interval
+
+log = logging.getLogger(__name__)
+
+PRICE_COLUMNS: tuple[str, ...] = ("open", "high", "low", "close")
+FLOAT_COLUMNS: tuple[str, ...] = (
+    "open",
+    "high",
+    "low",
+    "close",
+    "volume",
+    "quote_volume",
+    "taker_buy_base",
+    "taker_buy_quote",
+)
+CANDLE_COLUMNS: tuple[str, ...] = (
+    "open",
+    "high",
+    "low",
+    "close",
+    "volume",
+    "quote_volume",
+    "trades",
+    "taker_buy_base",
+    "taker_buy_quote",
+)
+"""Columns of a candle frame, in order. ``trades`` is int64, every other column float64."""
+
+EXCHANGES: tuple[str, ...] = ("binance", "synthetic")
+
+
+class SeriesKey(BaseModel):
+    """Which series a candle frame belongs to: (exchange, symbol, interval)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    exchange: str
+    symbol: str
+    interval: str
+
+    @field_validator("exchange")
+    @classmethod
+    def _known_exchange(cls, value: str) -> str:
+        if value not in EXCHANGES:
+            raise ValueError(f"exchange must be one of {', '.join(EXCHANGES)}")
+        return value
+
+    @field_validator("symbol")
+    @classmethod
+    def _symbol_shape(cls, value: str) -> str:
+        return normalise_symbol(value)
+
+    @field_validator("interval")
+    @classmethod
+    def _interval(cls, value: str) -> str:
+        return parse_interval(value)
+
+    def __str__(self) -> str:
+        return f"{self.exchange}:{self.symbol}:{self.interval}"
+
+
+def normalise_symbol(value: str) -> str:
+    """Upper-case a symbol and check its shape (Binance spot symbols are 2-20 letters/digits)."""
+    symbol = value.strip().upper()
+    if not (2 <= len(symbol) <= 20 and symbol.isalnum() and symbol.isascii()):
+        raise InvalidInputError(
+            f"invalid symbol {value!r}: use a Binance spot symbol such as BTCUSDT "
+            "(letters and digits only)"
+        )
+    return symbol
+
+
+def parse_symbols(value: str | list[str] | tuple[str, ...]) -> list[str]:
+    """Parse ``BTCUSDT,ETHUSDT`` (or a list) into unique, normalised symbols, order kept."""
+    items = value.split(",") if isinstance(value, str) else list(value)
+    symbols = [normalise_symbol(s) for s in items if s.strip()]
+    if not symbols:
+        raise InvalidInputError("no symbols given: pass e.g. --symbols BTCUSDT,ETHUSDT")
+    return list(dict.fromkeys(symbols))
+
+
+def empty_candle_frame() -> pd.DataFrame:
+    """A candle frame with no rows and the right dtypes."""
+    index = pd.DatetimeIndex([], dtype="datetime64[ns, UTC]", name="open_time")
+    data = {c: pd.Series([], dtype="int64" if c == "trades" else "float64") for c in CANDLE_COLUMNS}
+    return pd.DataFrame(data, index=index)
+
+
+def candle_frame_from_arrays(
+    open_time_ms: np.ndarray, columns: dict[str, np.ndarray]
+) -> pd.DataFrame:
+    """Build a candle frame from epoch-millisecond open times and column arrays (no copies where
+    the dtypes already match). The caller guarantees order and uniqueness; use
+    :func:`normalise_candles` when it cannot."""
+    index = pd.DatetimeIndex(
+        pd.to_datetime(np.asarray(open_time_ms, dtype="int64"), unit="ms", utc=True),
+        name="open_time",
+    ).as_unit("ns")
+    data = {
+        c: np.asarray(columns[c], dtype="int64" if c == "trades" else "float64")
+        for c in CANDLE_COLUMNS
+    }
+    return pd.DataFrame(data, index=index)
+
+
+def normalise_candles(frame: pd.DataFrame) -> pd.DataFrame:
+    """Bring any frame with an ``open_time`` index or column and the candle columns into the
+    canonical shape. What is safe to fix is fixed with a warning: unsorted rows are sorted and
+    exact duplicates dropped. Conflicting duplicates (same time, different values) raise."""
+    df = frame
+    if "open_time" in df.columns:
+        df = df.set_index("open_time")
+    missing = [c for c in CANDLE_COLUMNS if c not in df.columns]
+    if missing:
+        raise InvalidInputError(f"candle frame lacks columns {missing}; needs {list(CANDLE_COLUMNS)}")
+    index = pd.DatetimeIndex(df.index)
+    index = index.tz_localize("UTC") if index.tz is None else index.tz_convert("UTC")
+    out = pd.DataFrame(
+        {c: df[c].to_numpy(dtype="int64" if c == "trades" else "float64") for c in CANDLE_COLUMNS},
+        index=index.as_unit("ns").rename("open_time"),
+    )
+    if not out.index.is_monotonic_increasing:
+        log.warning("candles were not in time order; sorted them")
+        out = out.sort_index(kind="stable")
+    if out.index.has_duplicates:
+        dup_mask = out.index.duplicated(keep=False)
+        dups = out[dup_mask]
+        distinct = dups.reset_index().drop_duplicates()
+        if distinct["open_time"].duplicated().any():
+            first = distinct.loc[distinct["open_time"].duplicated(), "open_time"].iloc[0]
+            raise InvalidInputError(
+                f"two different candles share open_time {first.isoformat()}; fix the input file"
+            )
+        log.warning("dropped %d exact duplicate candles", int(out.index.duplicated().sum()))
+        out = out[~out.index.duplicated(keep="first")]
+    return out
+
+
+@dataclass
+class CandleReport:
+    """What :func:`validate_candles` found. ``ok`` is True when nothing is wrong; gaps are listed
+    but do not make a frame invalid, because real exchange outages leave real gaps."""
+
+    rows: int
+    first: pd.Timestamp | None
+    last: pd.Timestamp | None
+    step_ms: int = 60_000
+    expected_rows: int | None = None
+    duplicates: int = 0
+    non_monotonic: int = 0
+    ohlc_violations: int = 0
+    negative_volume: int = 0
+    future_candles: int = 0
+    misaligned: int = 0
+    gaps: list[tuple[pd.Timestamp, pd.Timestamp]] = field(default_factory=list)
+
+    @property
+    def missing_candles(self) -> int:
+        """Candles absent inside the gaps (each gap is ``[first missing, last missing]``)."""
+        return sum((end - start) // pd.Timedelta(milliseconds=self.step_ms) + 1 for start, end in self.gaps)
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems()
+
+    def problems(self) -> list[str]:
+        """One line per kind of defect (not counting gaps)."""
+        lines = []
+        for name, count in (
+            ("duplicate open times", self.duplicates),
+            ("out-of-order candles", self.non_monotonic),
+            ("candles violating low <= open/close <= high", self.ohlc_violations),
+            ("candles with negative volume", self.negative_volume),
+            ("candles opening in the future or not yet closed", self.future_candles),
+            ("candles off the interval grid", self.misaligned),
+        ):
+            if count:
+                lines.append(f"{count} {name}")
+        return lines
+
+
+def validate_candles(
+    frame: pd.DataFrame,
+    interval: str,
+    *,
+    start: pd.Timestamp | None = None,
+    end: pd.Timestamp | None = None,
+    now: pd.Timestamp | None = None,
+) -> CandleReport:
+    """Check a candle frame (or one with an ``open_time`` column, in any order) for duplicates,
+    non-monotonic times, OHLC inconsistency, negative volume, candles not yet closed at ``now``,
+    times off the interval grid, and gaps. With ``start``/``end`` the gaps include missing candles
+    at either edge of ``[start, end)`` and ``expected_rows`` is set."""
+    step_ms = interval_ms(interval)
+    times = pd.DatetimeIndex(
+        frame["open_time"] if "open_time" in frame.columns else frame.index
+    )
+    if times.tz is None:
+        times = times.tz_localize("UTC")
+    report = CandleReport(
+        rows=len(frame),
+        first=times.min() if len(times) else None,
+        last=times.max() if len(times) else None,
+        step_ms=step_ms,
+    )
+    if len(times) == 0:
+        if start is not None and end is not None:
+            expected = expected_open_times(start, end, interval)
+            report.expected_rows = len(expected)
+            if len(expected):
+                report.gaps = [(expected[0], expected[-1])]
+        return report
+
+    ms = times.as_unit("ns").asi8 // 1_000_000
+    report.non_monotonic = int(np.sum(np.diff(ms) < 0))
+    report.duplicates = int(times.duplicated().sum())
+    report.misaligned = int(np.sum(ms % step_ms != 0))
+
+    o, h, lo, c = (frame[col].to_numpy(dtype="float64") for col in PRICE_COLUMNS)
+    bad = (lo > np.minimum(o, c)) | (np.maximum(o, c) > h) | (lo > h)
+    bad |= ~np.isfinite(o) | ~np.isfinite(h) | ~np.isfinite(lo) | ~np.isfinite(c)
+    report.ohlc_violations = int(bad.sum())
+    volume = frame["volume"].to_numpy(dtype="float64")
+    report.negative_volume = int(np.sum(~(volume >= 0)))
+
+    now = now if now is not None else pd.Timestamp.now(tz="UTC")
+    report.future_candles = int(np.sum(ms + step_ms > now.value // 1_000_000))
+
+    points = np.unique(ms)
+    lo_edge = hi_edge = None
+    if start is not None and end is not None:
+        expected = expected_open_times(start, end, interval)
+        report.expected_rows = len(expected)
+        if len(expected):
+            lo_edge = int(expected[0].value // 1_000_000)
+            hi_edge = int(expected[-1].value // 1_000_000)
+    if lo_edge is not None and hi_edge is not None:
+        points = points[(points >= lo_edge) & (points <= hi_edge)]
+        points = np.concatenate(([lo_edge - step_ms], points, [hi_edge + step_ms]))
+        points = np.unique(points)
+    jumps = np.nonzero(np.diff(points) > step_ms)[0]
+    report.gaps = [
+        (
+            pd.Timestamp(int(points[i] + step_ms), unit="ms", tz="UTC"),
+            pd.Timestamp(int(points[i + 1] - step_ms), unit="ms", tz="UTC"),
+        )
+        for i in jumps
+    ]
+    return report

@@ -1,0 +1,133 @@
+"""All configuration, read once from the environment.
+
+Every environment variable CryptoTA reads is a field here (``.env.example`` lists them). Invalid
+values fail at start-up with one line naming the variable, instead of surfacing later as a
+confusing error deep inside a run. Secrets are :class:`~pydantic.SecretStr`, so they never reach a
+log line, a repr or an error message.
+"""
+
+from __future__ import annotations
+
+from functools import cached_property
+from pathlib import Path
+from typing import Annotated, Literal
+
+from pydantic import AliasChoices, Field, SecretStr, ValidationError, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+from cryptota_core.errors import ConfigError
+from cryptota_core.market.frame import parse_symbols
+from cryptota_core.market.intervals import parse_interval
+
+SourceName = Literal["auto", "binance", "archive", "synthetic"]
+
+
+class Settings(BaseSettings):
+    """CryptoTA settings. Field ``x`` is read from ``CRYPTOTA_X`` unless an alias says otherwise."""
+
+    model_config = SettingsConfigDict(env_prefix="CRYPTOTA_", extra="ignore", frozen=True)
+
+    home: Path = Field(
+        default=Path.home() / ".cryptota",
+        description="Where the embedded default keeps its SQLite store, Dagster home and plots.",
+    )
+    database_url: str | None = Field(
+        default=None,
+        description="SQLAlchemy URL of the candle and results store; default: SQLite under home.",
+    )
+    redis_url: str | None = Field(
+        default=None, description="redis:// URL for the cache and shared rate limiter; unset = off."
+    )
+    symbols: Annotated[list[str], NoDecode] = Field(
+        default=["BTCUSDT", "ETHUSDT"], description="Comma-separated symbol universe."
+    )
+    interval: str = Field(default="1m", description="Base interval of ingested candles.")
+    source: SourceName = Field(default="auto", description="auto, binance, archive or synthetic.")
+    synthetic_seed: int = Field(default=42, description="Seed of the synthetic market generator.")
+    archive_url: str = Field(
+        default="https://data.binance.vision",
+        description="data.binance.vision base URL, or a file:// directory laid out the same way.",
+    )
+    binance_base_url: str = Field(
+        default="https://api.binance.com",
+        validation_alias=AliasChoices("BINANCE_BASE_URL", "CRYPTOTA_BINANCE_BASE_URL"),
+        description="Scheme and host of the Binance REST API; /api/v3/... is appended.",
+    )
+    binance_api_key: SecretStr | None = Field(
+        default=None, validation_alias=AliasChoices("BINANCE_API_KEY", "CRYPTOTA_BINANCE_API_KEY")
+    )
+    binance_api_secret: SecretStr | None = Field(
+        default=None,
+        validation_alias=AliasChoices("BINANCE_API_SECRET", "CRYPTOTA_BINANCE_API_SECRET"),
+    )
+    cache_ttl_seconds: int = Field(default=7 * 86_400, gt=0)
+    timescale_retention_days: int | None = Field(
+        default=None, gt=0, description="Drop 1m candle chunks older than this (TimescaleDB only)."
+    )
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    log_format: Literal["console", "json"] = "console"
+
+    @field_validator("symbols", mode="before")
+    @classmethod
+    def _parse_symbols(cls, value: object) -> list[str]:
+        if isinstance(value, str | list | tuple):
+            return parse_symbols(value)  # type: ignore[arg-type]
+        raise ValueError("expected a comma-separated list such as BTCUSDT,ETHUSDT")
+
+    @field_validator("interval")
+    @classmethod
+    def _parse_interval(cls, value: str) -> str:
+        return parse_interval(value)
+
+    @field_validator("database_url")
+    @classmethod
+    def _database_url(cls, value: str | None) -> str | None:
+        if value is None or value == "":
+            return None
+        if not value.startswith(("sqlite", "postgresql")):
+            raise ValueError(
+                "use a SQLAlchemy URL such as postgresql+psycopg://user:pass@host/db or "
+                "sqlite:///path/to/cryptota.db"
+            )
+        return value
+
+    @field_validator("redis_url")
+    @classmethod
+    def _redis_url(cls, value: str | None) -> str | None:
+        if value is None or value == "":
+            return None
+        if not value.startswith(("redis://", "rediss://", "unix://")):
+            raise ValueError("use a URL such as redis://localhost:6379/0")
+        return value
+
+    @field_validator("binance_base_url", "archive_url")
+    @classmethod
+    def _base_url(cls, value: str) -> str:
+        if not value.startswith(("http://", "https://", "file://")):
+            raise ValueError("use a URL such as https://api.binance.com")
+        return value.rstrip("/")
+
+    @cached_property
+    def resolved_database_url(self) -> str:
+        """The store URL: the configured one, or a SQLite file under ``home``."""
+        return self.database_url or f"sqlite:///{self.home / 'cryptota.db'}"
+
+
+_ENV_NAMES = {
+    "binance_base_url": "BINANCE_BASE_URL",
+    "binance_api_key": "BINANCE_API_KEY",
+    "binance_api_secret": "BINANCE_API_SECRET",
+}
+
+
+def load_settings(**overrides: object) -> Settings:
+    """Read settings from the environment (overrides win), turning a validation failure into one
+    :class:`ConfigError` line that names the environment variable and what it accepts."""
+    try:
+        return Settings(**overrides)  # type: ignore[arg-type]
+    except ValidationError as e:
+        err = e.errors()[0]
+        field = str(err["loc"][0]) if err["loc"] else "?"
+        name = _ENV_NAMES.get(field, f"CRYPTOTA_{field.upper()}")
+        message = str(err["msg"]).removeprefix("Value error, ")
+        raise ConfigError(f"{name}={err.get('input')!r} is invalid: {message}") from None
