@@ -19,13 +19,21 @@ def main(argv: list[str]) -> int:
     rows: list[Row] = []
     for name in names:
         rows += SUITES[name]()
-    table = Table(title=f"CryptoTA benchmarks ({platform.processor() or platform.machine()}, "
-                        f"Python {platform.python_version()})")
+    table = Table(
+        title=f"CryptoTA benchmarks ({platform.processor() or platform.machine()}, "
+        f"Python {platform.python_version()})"
+    )
     for column in ("group", "case", "implementation", "items", "seconds", "rate"):
-        table.add_column(column, justify="right" if column in ("items", "seconds", "rate") else "left")
+        table.add_column(
+            column, justify="right" if column in ("items", "seconds", "rate") else "left"
+        )
     for row in rows:
         table.add_row(
-            row.group, row.case, row.ours_or_peer, f"{row.items:,}", f"{row.seconds:.3f}",
+            row.group,
+            row.case,
+            row.ours_or_peer,
+            f"{row.items:,}",
+            f"{row.seconds:.3f}",
             f"{row.rate:,.0f} {row.unit}/s",
         )
     Console(width=140).print(table)

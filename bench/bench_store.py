@@ -32,7 +32,8 @@ def _pandas_baseline(url: str, frame: pd.DataFrame, group: str) -> list[Row]:
         flat.head(0).to_sql("candles_pandas", conn, index=False)
         conn.execute(
             text(
-                'ALTER TABLE candles_pandas ADD PRIMARY KEY (exchange, symbol, "interval", open_time)'
+                "ALTER TABLE candles_pandas ADD PRIMARY KEY "
+                '(exchange, symbol, "interval", open_time)'
                 if engine.dialect.name == "postgresql"
                 else "CREATE UNIQUE INDEX candles_pandas_pk ON candles_pandas "
                 '(exchange, symbol, "interval", open_time)'
@@ -59,8 +60,8 @@ def _pandas_baseline(url: str, frame: pd.DataFrame, group: str) -> list[Row]:
 def _ours(url: str, frame: pd.DataFrame, group: str) -> list[Row]:
     store = CandleStore.from_url(url)
     start, end = frame.index[0], frame.index[-1] + pd.Timedelta(minutes=1)
-    insert_s, result = timed(lambda: store.upsert(KEY, frame))
-    reupsert_s, again = timed(lambda: store.upsert(KEY, frame))
+    insert_s, _ = timed(lambda: store.upsert(KEY, frame))
+    reupsert_s, _ = timed(lambda: store.upsert(KEY, frame))
     assert store.count(KEY, start, end) == len(frame), "re-upsert duplicated candles"
     read_s, back = timed(lambda: store.read(KEY, start, end), repeat=3)
     pd.testing.assert_frame_equal(back, frame, check_exact=True)  # type: ignore[arg-type]
@@ -71,8 +72,14 @@ def _ours(url: str, frame: pd.DataFrame, group: str) -> list[Row]:
         Row(group, "insert 1 year of 1m", "cryptota upsert", len(frame), insert_s),
         Row(group, "re-upsert same year (no-op)", "cryptota upsert", len(frame), reupsert_s),
         Row(group, "read 1 year into a frame", "cryptota read", len(frame), read_s),
-        Row(group, "read 1 year as 1h (resampled)", "cryptota read", len(rolled), rollup_s,  # type: ignore[arg-type]
-            unit="1h candles"),
+        Row(
+            group,
+            "read 1 year as 1h (resampled)",
+            "cryptota read",
+            len(rolled),
+            rollup_s,  # type: ignore[arg-type]
+            unit="1h candles",
+        ),
     ]
 
 

@@ -71,7 +71,7 @@ class Settings(BaseSettings):
     @classmethod
     def _parse_symbols(cls, value: object) -> list[str]:
         if isinstance(value, str | list | tuple):
-            return parse_symbols(value)  # type: ignore[arg-type]
+            return parse_symbols(value)
         raise ValueError("expected a comma-separated list such as BTCUSDT,ETHUSDT")
 
     @field_validator("interval")

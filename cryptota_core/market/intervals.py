@@ -86,15 +86,13 @@ def parse_window(
     start_ts, end_ts = to_utc_timestamp(start), to_utc_timestamp(end)
     if end_ts <= start_ts:
         raise InvalidInputError(
-            f"--end {end_ts.isoformat()} is not after --start {start_ts.isoformat()}: the window is "
-            "[start, end), so end must be later than start"
+            f"--end {end_ts.isoformat()} is not after --start {start_ts.isoformat()}: "
+            "the window is [start, end), so end must be later than start"
         )
     return start_ts, end_ts
 
 
-def expected_open_times(
-    start: pd.Timestamp, end: pd.Timestamp, interval: str
-) -> pd.DatetimeIndex:
+def expected_open_times(start: pd.Timestamp, end: pd.Timestamp, interval: str) -> pd.DatetimeIndex:
     """Every candle open time of ``interval`` in ``[start, end)``, aligned to the interval grid
     (epoch-aligned, as Binance aligns its candles)."""
     step = interval_ms(interval)

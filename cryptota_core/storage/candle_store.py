@@ -114,7 +114,7 @@ class CandleStore:
         frame = normalise_candles(frame)
         if frame.empty:
             return UpsertResult(0, 0)
-        open_ms = frame.index.as_unit("ns").asi8 // 1_000_000
+        open_ms = pd.DatetimeIndex(frame.index).as_unit("ns").asi8 // 1_000_000
         with translate_db_errors(self.engine), self.engine.begin() as conn:
             if self.is_postgres:
                 written = self._upsert_postgres(conn, key, open_ms, frame)
@@ -145,28 +145,30 @@ class CandleStore:
             text("SELECT pg_advisory_xact_lock(hashtextextended(:series, 0))"), {"series": str(key)}
         )
         occupied = conn.execute(
-            select(candles.c.open_time).where(
+            select(candles.c.open_time)
+            .where(
                 self._where(
                     key,
                     pd.Timestamp(int(open_ms[0]), unit="ms", tz="UTC"),
                     pd.Timestamp(int(open_ms[-1]) + 1, unit="ms", tz="UTC"),
                 )
-            ).limit(1)
+            )
+            .limit(1)
         ).first()
         raw = conn.connection.driver_connection
         assert raw is not None
         if occupied is None:
             # Nothing stored in this range yet: COPY straight into the table.
-            with raw.cursor() as cur:  # type: ignore[attr-defined]
-                with cur.copy(f"COPY candles ({columns}) FROM STDIN (FORMAT binary)") as copy:
-                    copy.write(payload)
+            copy_sql = f"COPY candles ({columns}) FROM STDIN (FORMAT binary)"
+            with raw.cursor() as cur, cur.copy(copy_sql) as copy:
+                copy.write(payload)
             return n
         conn.exec_driver_sql(
             "CREATE TEMP TABLE candles_stage (LIKE candles INCLUDING DEFAULTS) ON COMMIT DROP"
         )
-        with raw.cursor() as cur:  # type: ignore[attr-defined]
-            with cur.copy(f"COPY candles_stage ({columns}) FROM STDIN (FORMAT binary)") as copy:
-                copy.write(payload)
+        copy_sql = f"COPY candles_stage ({columns}) FROM STDIN (FORMAT binary)"
+        with raw.cursor() as cur, cur.copy(copy_sql) as copy:
+            copy.write(payload)
         result = conn.exec_driver_sql(
             f"INSERT INTO candles ({columns}) SELECT {columns} FROM candles_stage "
             f'ON CONFLICT (exchange, symbol, "interval", open_time) DO UPDATE SET {_SET} '
@@ -193,18 +195,21 @@ class CandleStore:
         )
         changed = " OR ".join(f'candles."{c}" IS NOT excluded."{c}"' for c in _VALUE_COLUMNS)
         sql = (
-            f'INSERT INTO candles (exchange, symbol, "interval", open_time, {_QUOTED}, ingested_at) '
+            "INSERT INTO candles "
+            f'(exchange, symbol, "interval", open_time, {_QUOTED}, ingested_at) '
             f"VALUES ({', '.join('?' * (len(_VALUE_COLUMNS) + 5))}) "
             f'ON CONFLICT (exchange, symbol, "interval", open_time) DO UPDATE SET '
             + ", ".join(f'"{c}" = excluded."{c}"' for c in [*_VALUE_COLUMNS, "ingested_at"])
             + f" WHERE {changed}"
         )
         before = conn.exec_driver_sql("SELECT total_changes()").scalar_one()
-        conn.exec_driver_sql(sql, rows)  # type: ignore[arg-type]
+        conn.exec_driver_sql(sql, rows)
         after = conn.exec_driver_sql("SELECT total_changes()").scalar_one()
         return int(after - before)
 
-    def record_gaps(self, key: SeriesKey, report: CandleReport, start: pd.Timestamp, end: pd.Timestamp) -> None:
+    def record_gaps(
+        self, key: SeriesKey, report: CandleReport, start: pd.Timestamp, end: pd.Timestamp
+    ) -> None:
         """Replace the recorded gaps of ``key`` inside ``[start, end)`` with those of ``report``."""
         step = pd.Timedelta(milliseconds=interval_ms(key.interval))
         rows = [
@@ -254,7 +259,11 @@ class CandleStore:
                 step = pd.Timedelta(milliseconds=interval_ms(key.interval))
                 if self.is_postgres and key.interval in ROLLUP_INTERVALS and self.has_timescale:
                     frame = self._read_postgres(
-                        timescale.aggregate_view(key.interval), base, start, end, with_interval=False
+                        timescale.aggregate_view(key.interval),
+                        base,
+                        start,
+                        end,
+                        with_interval=False,
                     )
                 else:
                     lo = start.floor(step)
@@ -297,9 +306,8 @@ class CandleStore:
         with self.engine.connect() as conn:
             raw = conn.connection.driver_connection
             assert raw is not None
-            with raw.cursor() as cur:  # type: ignore[attr-defined]
-                with cur.copy(sql, params) as copy:
-                    data = b"".join(bytes(chunk) for chunk in copy)
+            with raw.cursor() as cur, cur.copy(sql, params) as copy:
+                data = b"".join(bytes(chunk) for chunk in copy)
         kinds = ["i"] + ["i" if c == "trades" else "f" for c in _VALUE_COLUMNS]
         values = pg_copy.decode(data, kinds)
         return candle_frame_from_arrays(
@@ -322,7 +330,7 @@ class CandleStore:
         with self.engine.connect() as conn:
             raw = conn.connection.driver_connection
             assert raw is not None
-            rows = raw.execute(sql, params).fetchall()  # type: ignore[attr-defined]
+            rows = raw.execute(sql, params).fetchall()
         if not rows:
             return empty_candle_frame()
         array = np.array(rows, dtype="float64")
@@ -344,7 +352,9 @@ class CandleStore:
         """Stored candles of ``key`` in ``[start, end)``."""
         with translate_db_errors(self.engine), self.engine.connect() as conn:
             return int(
-                conn.execute(select(func.count()).select_from(candles).where(self._where(key, start, end))).scalar_one()
+                conn.execute(
+                    select(func.count()).select_from(candles).where(self._where(key, start, end))
+                ).scalar_one()
             )
 
     def gap_report(self, key: SeriesKey, start: pd.Timestamp, end: pd.Timestamp) -> CandleReport:
@@ -357,7 +367,9 @@ class CandleStore:
 
     def summary(self, key: SeriesKey) -> SeriesSummary:
         """Row count and first/last open time of a stored series."""
-        query = select(func.count(), func.min(candles.c.open_time), func.max(candles.c.open_time)).where(
+        query = select(
+            func.count(), func.min(candles.c.open_time), func.max(candles.c.open_time)
+        ).where(
             candles.c.exchange == key.exchange,
             candles.c.symbol == key.symbol,
             candles.c.interval == key.interval,

@@ -25,8 +25,8 @@ def normalise_url(url: str) -> str:
         parsed = make_url(url)
     except ArgumentError as e:
         raise ConfigError(
-            "CRYPTOTA_DATABASE_URL is not a database URL: use postgresql+psycopg://user:pass@host/db "
-            "or sqlite:///path/cryptota.db"
+            "CRYPTOTA_DATABASE_URL is not a database URL: use "
+            "postgresql+psycopg://user:pass@host/db or sqlite:///path/cryptota.db"
         ) from e
     if parsed.get_backend_name() == "postgresql":
         parsed = parsed.set(drivername="postgresql+psycopg")
@@ -71,9 +71,8 @@ def create_store_engine(url: str, *, pool: bool = True) -> Engine:
     engine = create_engine(url, **kwargs)
     if parsed.get_backend_name() == "sqlite":
         event.listen(engine, "connect", _sqlite_pragmas)
-    with translate_db_errors(engine):
-        with engine.connect():
-            pass
+    with translate_db_errors(engine), engine.connect():
+        pass
     return engine
 
 

@@ -11,7 +11,6 @@ from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import (
-    JSON,
     BigInteger,
     Column,
     DateTime,
@@ -41,7 +40,7 @@ class EpochMillis(TypeDecorator[datetime]):
             return value
         if value.tzinfo is None:
             value = value.replace(tzinfo=UTC)
-        return int(round(value.timestamp() * 1000))
+        return round(value.timestamp() * 1000)
 
     def process_result_value(self, value: Any, dialect: Dialect) -> datetime | None:
         if value is None:

@@ -42,7 +42,9 @@ def is_available(conn: Connection) -> bool:
 def is_installed(conn: Connection) -> bool:
     """True when the timescaledb extension is created in this database."""
     return bool(
-        conn.execute(text("SELECT count(*) FROM pg_extension WHERE extname = 'timescaledb'")).scalar_one()
+        conn.execute(
+            text("SELECT count(*) FROM pg_extension WHERE extname = 'timescaledb'")
+        ).scalar_one()
     )
 
 
@@ -60,8 +62,8 @@ def hypertable_statements(retention_days: int | None) -> list[str]:
     ]
     if retention_days:
         statements.append(
-            f"SELECT add_retention_policy('candles', drop_after => INTERVAL '{int(retention_days)} days', "
-            "if_not_exists => TRUE)"
+            "SELECT add_retention_policy('candles', "
+            f"drop_after => INTERVAL '{int(retention_days)} days', if_not_exists => TRUE)"
         )
     return statements
 
