@@ -131,8 +131,18 @@ def normalise_candles(frame: pd.DataFrame) -> pd.DataFrame:
         df = df.set_index("open_time")
     missing = [c for c in CANDLE_COLUMNS if c not in df.columns]
     if missing:
-        raise InvalidInputError(f"candle frame lacks columns {missing}; needs {list(CANDLE_COLUMNS)}")
-    index = pd.DatetimeIndex(df.index)
+        raise InvalidInputError(
+            f"candle frame lacks columns {missing}; needs {list(CANDLE_COLUMNS)}"
+        )
+    if pd.api.types.is_integer_dtype(df.index.dtype):
+        # Integer times are Binance's epoch milliseconds, never nanoseconds.
+        index = pd.DatetimeIndex(pd.to_datetime(df.index, unit="ms", utc=True))
+    elif pd.api.types.is_datetime64_any_dtype(df.index.dtype):
+        index = pd.DatetimeIndex(df.index)
+    else:
+        raise InvalidInputError(
+            f"candle open_time must be datetimes or epoch milliseconds, not {df.index.dtype}"
+        )
     index = index.tz_localize("UTC") if index.tz is None else index.tz_convert("UTC")
     out = pd.DataFrame(
         {c: df[c].to_numpy(dtype="int64" if c == "trades" else "float64") for c in CANDLE_COLUMNS},
@@ -176,7 +186,9 @@ class CandleReport:
     @property
     def missing_candles(self) -> int:
         """Candles absent inside the gaps (each gap is ``[first missing, last missing]``)."""
-        return sum((end - start) // pd.Timedelta(milliseconds=self.step_ms) + 1 for start, end in self.gaps)
+        return sum(
+            (end - start) // pd.Timedelta(milliseconds=self.step_ms) + 1 for start, end in self.gaps
+        )
 
     @property
     def ok(self) -> bool:
@@ -211,9 +223,7 @@ def validate_candles(
     times off the interval grid, and gaps. With ``start``/``end`` the gaps include missing candles
     at either edge of ``[start, end)`` and ``expected_rows`` is set."""
     step_ms = interval_ms(interval)
-    times = pd.DatetimeIndex(
-        frame["open_time"] if "open_time" in frame.columns else frame.index
-    )
+    times = pd.DatetimeIndex(frame["open_time"] if "open_time" in frame.columns else frame.index)
     if times.tz is None:
         times = times.tz_localize("UTC")
     report = CandleReport(

@@ -27,7 +27,11 @@ _AGG = {
 
 
 def resample_candles(
-    frame: pd.DataFrame, source_interval: str, target_interval: str, *, drop_incomplete_last: bool = True
+    frame: pd.DataFrame,
+    source_interval: str,
+    target_interval: str,
+    *,
+    drop_incomplete_last: bool = True,
 ) -> pd.DataFrame:
     """Aggregate a candle frame of ``source_interval`` into ``target_interval`` candles, on the
     epoch-aligned UTC grid Binance uses."""

@@ -1,0 +1,117 @@
+"""The `cryptota` command: ingest and demo, and one clear line for every kind of bad input."""
+
+from __future__ import annotations
+
+import pandas as pd
+import pytest
+
+from cryptota_core.cli import main
+from cryptota_core.market.frame import SeriesKey
+from cryptota_core.storage.candle_store import CandleStore
+
+JAN = pd.Timestamp("2024-01-01", tz="UTC")
+
+
+def _count(url: str, symbol: str, interval: str = "1m") -> int:
+    store = CandleStore.from_url(url)
+    key = SeriesKey(exchange="synthetic", symbol=symbol, interval=interval)
+    return store.count(
+        key, pd.Timestamp("2000-01-01", tz="UTC"), pd.Timestamp("2100-01-01", tz="UTC")
+    )
+
+
+def test_ingest_synthetic_prints_summary_and_is_idempotent(
+    database_url: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("CRYPTOTA_DATABASE_URL", database_url)
+    args = [
+        "ingest",
+        "--source",
+        "synthetic",
+        "--symbols",
+        "BTCUSDT,ethusdt",
+        "--interval",
+        "1m",
+        "--start",
+        "2024-01-30",
+        "--end",
+        "2024-02-02",
+    ]
+    assert main(args) == 0
+    captured = capsys.readouterr()
+    assert "BTCUSDT" in captured.out and "ETHUSDT" in captured.out
+    assert "4,320" in captured.out
+    assert "SYNTHETIC" in captured.err
+    assert main(args) == 0
+    assert _count(database_url, "BTCUSDT") == 3 * 1440
+    assert _count(database_url, "ETHUSDT") == 3 * 1440
+
+
+def test_demo_ingests_the_default_symbols(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], sqlite_url: str
+) -> None:
+    monkeypatch.setenv("CRYPTOTA_DATABASE_URL", sqlite_url)
+    assert main(["demo", "--days", "2"]) == 0
+    out = capsys.readouterr().out
+    assert "BTCUSDT" in out and "ETHUSDT" in out and "2,880" in out
+    assert _count(sqlite_url, "BTCUSDT") == 2 * 1440
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--interval", "7m"], "unknown interval '7m'"),
+        (["--start", "2024-02-01", "--end", "2024-01-01"], "is not after --start"),
+        (["--start", "yesterday-ish"], "cannot read 'yesterday-ish' as a date"),
+        (["--symbols", "BTC-USDT"], "invalid symbol 'BTC-USDT'"),
+        (["--source", "kraken"], "Invalid value for '--source'"),
+    ],
+)
+def test_bad_input_is_one_line_and_writes_nothing(
+    args: list[str],
+    message: str,
+    sqlite_url: str,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    monkeypatch.setenv("CRYPTOTA_DATABASE_URL", sqlite_url)
+    base = {
+        "--source": "synthetic",
+        "--symbols": "BTCUSDT",
+        "--interval": "1m",
+        "--start": "2024-01-01",
+        "--end": "2024-01-02",
+    }
+    for flag, value in zip(args[::2], args[1::2], strict=True):
+        base[flag] = value
+    argv = ["ingest", *[item for pair in base.items() for item in pair]]
+    assert main(argv) != 0
+    err = capsys.readouterr().err.strip()
+    assert message in err
+    assert len(err.splitlines()) == 1, err
+    assert "Traceback" not in err
+    assert _count(sqlite_url, "BTCUSDT") == 0
+
+
+def test_unreachable_database_is_one_line(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("CRYPTOTA_DATABASE_URL", "postgresql://u:topsecret@127.0.0.1:1/db")
+    assert (
+        main(["ingest", "--source", "synthetic", "--start", "2024-01-01", "--end", "2024-01-02"])
+        == 1
+    )
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: cannot reach the database")
+    assert "topsecret" not in err
+    assert len(err.splitlines()) == 1
+
+
+def test_invalid_setting_names_the_variable(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("CRYPTOTA_INTERVAL", "2w")
+    assert main(["demo"]) == 1
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: CRYPTOTA_INTERVAL='2w' is invalid")
+    assert len(err.splitlines()) == 1
