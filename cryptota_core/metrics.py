@@ -630,7 +630,9 @@ def trade_statistics(trades: pd.DataFrame) -> dict[str, float]:
         "max_consecutive_losses": float(longest_run_nb(losses)),
         "avg_trade_duration_bars": float(bars.mean()) if n else math.nan,
         "max_trade_duration_bars": float(bars.max()) if n else math.nan,
-        "total_commission": float(closed["commission"].sum()),
+        # Fees actually paid, the open position's entry fill included: a cost of the run, not a
+        # statistic of closed trades.
+        "total_commission": float(trades["commission"].sum()),
     }
 
 

@@ -47,12 +47,16 @@ class PostgresServer:
             args = ["runuser", "-u", self.run_as, "--", *args]
         done = subprocess.run(args, capture_output=True, text=True, timeout=120)
         if done.returncode:
-            raise RuntimeError(f"{' '.join(args)} failed: {done.stderr.strip() or done.stdout.strip()}")
+            raise RuntimeError(
+                f"{' '.join(args)} failed: {done.stderr.strip() or done.stdout.strip()}"
+            )
         return done
 
     def stop(self) -> None:
         try:
-            self._run([str(self.bindir / "pg_ctl"), "-D", str(self.datadir), "-m", "immediate", "stop"])
+            self._run(
+                [str(self.bindir / "pg_ctl"), "-D", str(self.datadir), "-m", "immediate", "stop"]
+            )
         finally:
             shutil.rmtree(self.datadir.parent, ignore_errors=True)
 
@@ -76,8 +80,19 @@ def start_postgres() -> PostgresServer:
         run_as=run_as,
     )
     server._run(
-        [str(bindir / "initdb"), "-D", str(datadir), "-U", "cryptota", "-A", "trust", "-E", "UTF8",
-         "--no-sync", "--locale=C"]
+        [
+            str(bindir / "initdb"),
+            "-D",
+            str(datadir),
+            "-U",
+            "cryptota",
+            "-A",
+            "trust",
+            "-E",
+            "UTF8",
+            "--no-sync",
+            "--locale=C",
+        ]
     )
     options = (
         f"-c port={port} -c listen_addresses=127.0.0.1 -c unix_socket_directories={root} "
@@ -85,8 +100,17 @@ def start_postgres() -> PostgresServer:
         "-c shared_buffers=256MB"
     )
     server._run(
-        [str(bindir / "pg_ctl"), "-D", str(datadir), "-o", options, "-l", str(root / "log"), "-w",
-         "start"]
+        [
+            str(bindir / "pg_ctl"),
+            "-D",
+            str(datadir),
+            "-o",
+            options,
+            "-l",
+            str(root / "log"),
+            "-w",
+            "start",
+        ]
     )
     server._run(
         [str(bindir / "createdb"), "-h", "127.0.0.1", "-p", str(port), "-U", "cryptota", "cryptota"]
@@ -116,8 +140,19 @@ def start_redis() -> RedisServer:
     port = free_port()
     workdir = Path(tempfile.mkdtemp(prefix="cryptota-redis-"))
     process = subprocess.Popen(
-        [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
-         "--dir", str(workdir)],
+        [
+            binary,
+            "--port",
+            str(port),
+            "--bind",
+            "127.0.0.1",
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+            "--dir",
+            str(workdir),
+        ],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
@@ -125,7 +160,9 @@ def start_redis() -> RedisServer:
     while time.monotonic() < deadline:
         try:
             with socket.create_connection(("127.0.0.1", port), timeout=0.5):
-                return RedisServer(url=f"redis://127.0.0.1:{port}/0", process=process, workdir=workdir)
+                return RedisServer(
+                    url=f"redis://127.0.0.1:{port}/0", process=process, workdir=workdir
+                )
         except OSError:
             time.sleep(0.05)
     process.kill()

@@ -285,7 +285,8 @@ def test_trade_statistics_by_hand_exclude_the_open_trade() -> None:
     assert metrics["max_consecutive_losses"] == 2.0  # ... but 1: streaks follow exit order
     assert metrics["avg_trade_duration_bars"] == pytest.approx(10 / 6)
     assert metrics["max_trade_duration_bars"] == 3.0
-    assert metrics["total_commission"] == pytest.approx(4.5)
+    # Fees paid: the six closed trades' 4.5 plus the open trade's entry fee of 2.0.
+    assert metrics["total_commission"] == pytest.approx(6.5)
     # Held bars [1,3) [3,4) [5,8) [8,9) [10,12) [13,14) and [17, end): 13 of 20 bars.
     assert metrics["exposure_pct"] == pytest.approx(13 / 20)
 

@@ -167,7 +167,10 @@ def test_delete_range(store: CandleStore) -> None:
 
 
 def test_unreachable_database_is_one_clear_error() -> None:
-    with pytest.raises(StorageError, match=r"cannot reach the database at postgresql\+psycopg://user:\*\*\*@127\.0\.0\.1:1/nope"):
+    with pytest.raises(
+        StorageError,
+        match=r"cannot reach the database at postgresql\+psycopg://user:\*\*\*@127\.0\.0\.1:1/nope",
+    ):
         CandleStore.from_url("postgresql://user:secret@127.0.0.1:1/nope")
 
 

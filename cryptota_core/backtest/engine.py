@@ -1,0 +1,308 @@
+"""The backtrader engine: one strategy configuration over one candle series (DESIGN §5).
+
+How each rule of §5 maps onto backtrader:
+
+* **Signal on bar t, fill at the open of t+1.** Strategies decide in ``next()`` after bar *t*
+  closed and place plain market orders; backtrader's broker fills them with the next bar's open.
+  Cheat-on-close and cheat-on-open stay off.
+* **Slippage** ``set_slippage_perc(slippage, slip_open=True, slip_limit=True, slip_match=True,
+  slip_out=False)``: ``slip_open`` is what makes it apply to open fills (market orders); buys fill
+  at ``open × (1 + slippage)``, sells at ``open × (1 − slippage)``, capped at the bar's high/low
+  (backtrader's ``slip_match``); limit orders are capped at their limit price.
+* **Commission** ``setcommission(commission=...)``: percent-of-value, stock-like, so each fill
+  pays ``|size| × price × commission``.
+* **Sizing**: ``stake × broker value at the close of t ÷ close of t``, computed by the strategy
+  base (:meth:`~cryptota_core.strategies.base.BaseBtStrategy.entry_size`); sizes are fractional.
+* **Rejection at fill**: ``checksubmit`` is off, so backtrader does not pre-check orders at
+  submission against the signal bar's close; the one check is the broker's at execution, which
+  rejects (status ``Margin``) an order whose cost plus commission exceeds the cash at the fill
+  price. Each rejection is counted in ``rejected_orders``.
+* **Equity** is ``broker.getvalue()`` recorded in every bar's ``prenext``/``next``: the value at
+  that bar's close, one per candle, starting with the cash.
+* **Trades** are rebuilt from the fills, matching exits against entries first-in first-out, so a
+  trade row is one round trip of one lot (for single-position strategies: one entry, one exit).
+  Commissions are split pro rata by size. A position still open at the end becomes an open trade
+  marked at the last close (no exit commission), exactly as the broker values it.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections import deque
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+import backtrader as bt
+import numpy as np
+import pandas as pd
+
+from cryptota_core.backtest.result import ORDER_COLUMNS, BacktestResult, empty_orders
+from cryptota_core.backtest.trades import TRADE_COLUMNS, empty_trades
+from cryptota_core.errors import InvalidInputError
+from cryptota_core.market.intervals import interval_timedelta, parse_interval
+from cryptota_core.strategies import Strategy, StrategyParams, get_strategy
+from cryptota_core.strategies.base import BaseBtStrategy, Fill, OrderRecord
+
+log = logging.getLogger(__name__)
+
+ENGINE = "backtrader"
+_PRICE_COLUMNS = ("open", "high", "low", "close")
+
+
+def run_backtest(
+    candles: pd.DataFrame,
+    strategy: str | Strategy | type[Strategy],
+    params: Mapping[str, Any] | str | StrategyParams | None = None,
+    *,
+    interval: str,
+    cash: float = 10_000.0,
+    commission: float = 0.001,
+    slippage: float = 0.0,
+    stake: float = 0.95,
+) -> BacktestResult:
+    """Run ``strategy`` with ``params`` over ``candles`` on backtrader and measure it.
+
+    ``candles`` is a candle frame (``open_time`` UTC index, at least open/high/low/close); the
+    frame is sorted if needed, and duplicate or missing prices are rejected. ``stake`` above 1 is
+    allowed (the entry is then rejected for lack of cash, as a real broker would). The benchmark
+    is buy-and-hold: all the cash buys the asset at the first candle's close, without
+    commission, and is held; its value is ``cash × close / close[0]`` at every close.
+    """
+    interval = parse_interval(interval)
+    spec = _resolve_strategy(strategy)
+    model = spec.parse_params(params)
+    _check_settings(cash=cash, commission=commission, slippage=slippage, stake=stake)
+    frame = _prepare_candles(candles)
+    warmup = spec.warmup(model)
+    if len(frame) < warmup + 2:  # legitimate (a truncated window), but worth a word
+        log.warning(
+            "%s: %d candles cannot trade (warm-up %d, then a signal bar and a fill bar)",
+            spec.slug(model),
+            len(frame),
+            warmup,
+        )
+
+    strat = _run_cerebro(
+        frame,
+        spec.bt_strategy(model),
+        cash=cash,
+        commission=commission,
+        slippage=slippage,
+        stake=stake,
+    )
+
+    index = pd.DatetimeIndex(frame.index)
+    closes = frame["close"].to_numpy(dtype="float64")
+    equity = pd.Series(strat.equity_values, index=index, name="equity", dtype="float64")
+    if len(equity) != len(frame):  # backtrader skipped a bar: never silently misalign
+        raise RuntimeError(f"backtrader produced {len(equity)} equity values for {len(frame)} bars")
+    benchmark = pd.Series(cash * closes / closes[0], index=index, name="benchmark")
+    trades = trades_from_fills(strat.fills, index, closes[-1])
+    exposure_bars = int(np.count_nonzero(np.asarray(strat.position_sizes) != 0.0))
+
+    from cryptota_core.metrics import compute_metrics  # lazy: it loads numba; only a run needs it
+
+    metrics = compute_metrics(
+        equity, trades, interval=interval, benchmark=benchmark, exposure_bars=exposure_bars
+    )
+    return BacktestResult(
+        strategy=spec.name,
+        params=model.model_dump(mode="json"),
+        slug=spec.slug(model),
+        engine=ENGINE,
+        interval=interval,
+        bars=len(frame),
+        start=index[0],
+        end=index[-1] + interval_timedelta(interval),
+        equity=equity,
+        trades=trades,
+        benchmark=benchmark,
+        rejected_orders=int(strat.rejected_orders),
+        metrics=dict(metrics),
+        orders=orders_frame(strat.orders_log.values(), index),
+        cash=float(cash),
+        commission=float(commission),
+        slippage=float(slippage),
+        stake=float(stake),
+    )
+
+
+def _run_cerebro(
+    frame: pd.DataFrame,
+    bt_strategy: type[BaseBtStrategy],
+    *,
+    cash: float,
+    commission: float,
+    slippage: float,
+    stake: float,
+) -> BaseBtStrategy:
+    """Configure backtrader's broker for DESIGN §5 and run one strategy; return its instance."""
+    cerebro = bt.Cerebro(stdstats=False, preload=True, runonce=True, quicknotify=False)
+    cerebro.broker.setcash(cash)
+    cerebro.broker.setcommission(commission=commission)
+    cerebro.broker.set_checksubmit(False)
+    cerebro.broker.set_slippage_perc(
+        slippage, slip_open=True, slip_limit=True, slip_match=True, slip_out=False
+    )
+    feed = frame.loc[:, [*_PRICE_COLUMNS, "volume"]].copy()
+    feed.index = pd.DatetimeIndex(feed.index).tz_convert("UTC").tz_localize(None)
+    cerebro.adddata(bt.feeds.PandasData(dataname=feed, openinterest=None))
+    cerebro.addstrategy(bt_strategy, stake=stake)
+    (strat,) = cerebro.run(maxcpus=1)
+    return strat
+
+
+def trades_from_fills(
+    fills: Iterable[Fill], times: pd.DatetimeIndex, last_close: float
+) -> pd.DataFrame:
+    """Turn signed fills into the trades frame by first-in first-out lot matching.
+
+    A fill against the open position closes the oldest lots first (splitting one when needed);
+    whatever is left opens a new lot. Commission of a fill is shared among the lots it touches in
+    proportion to size. ``pnl = size × (exit − entry) × direction − both commissions``. Lots still
+    open at the end are reported with ``is_open`` True, ``exit_price = last_close``, ``exit_time``
+    NaT, and only their entry commission (the broker values them the same way)."""
+    lots: deque[list[float]] = deque()  # [bar, signed size, price, commission per unit]
+    rows: list[tuple[Any, ...]] = []
+    for fill in fills:
+        remaining = fill.size
+        tolerance = 1e-9 * abs(fill.size)
+        comm_per_unit = fill.commission / abs(fill.size) if fill.size else 0.0
+        while lots and abs(remaining) > tolerance and (lots[0][1] > 0) != (remaining > 0):
+            lot = lots[0]
+            qty = min(abs(remaining), abs(lot[1]))
+            direction = 1.0 if lot[1] > 0 else -1.0
+            comm = qty * (lot[3] + comm_per_unit)
+            pnl = qty * (fill.price - lot[2]) * direction - comm
+            rows.append(
+                _trade_row(
+                    times, int(lot[0]), fill.bar, direction, qty, lot[2], fill.price, pnl, comm
+                )
+            )
+            lot[1] -= qty * direction
+            remaining += qty * direction
+            if abs(lot[1]) <= 1e-9 * qty or abs(lot[1]) <= tolerance:
+                lots.popleft()
+        if abs(remaining) > tolerance:
+            lots.append([float(fill.bar), remaining, fill.price, comm_per_unit])
+    for bar, size, price, cpu in lots:
+        direction = 1.0 if size > 0 else -1.0
+        qty = abs(size)
+        comm = qty * cpu
+        pnl = qty * (last_close - price) * direction - comm
+        rows.append(_trade_row(times, int(bar), None, direction, qty, price, last_close, pnl, comm))
+    if not rows:
+        return empty_trades()
+    trades = pd.DataFrame.from_records(rows, columns=list(TRADE_COLUMNS))
+    trades["entry_time"] = pd.DatetimeIndex(trades["entry_time"]).as_unit("ns")
+    trades["exit_time"] = pd.to_datetime(trades["exit_time"], utc=True).dt.as_unit("ns")
+    return trades.astype({"bars": "int64", "is_open": "bool", "side": "object"})
+
+
+def _trade_row(
+    times: pd.DatetimeIndex,
+    entry_bar: int,
+    exit_bar: int | None,
+    direction: float,
+    size: float,
+    entry_price: float,
+    exit_price: float,
+    pnl: float,
+    commission: float,
+) -> tuple[Any, ...]:
+    last_bar = len(times) - 1
+    return (
+        times[entry_bar],
+        times[exit_bar] if exit_bar is not None else pd.NaT,
+        "long" if direction > 0 else "short",
+        float(size),
+        float(entry_price),
+        float(exit_price),
+        float(pnl),
+        float(pnl / (size * entry_price)),
+        float(commission),
+        (exit_bar if exit_bar is not None else last_bar) - entry_bar,
+        exit_bar is None,
+    )
+
+
+def orders_frame(records: Iterable[OrderRecord], times: pd.DatetimeIndex) -> pd.DataFrame:
+    """Every order a strategy placed, in placement order, with its fate (see ``ORDER_COLUMNS``)."""
+    rows = [
+        (
+            times[r.created_bar],
+            r.side,
+            r.type,
+            r.price,
+            r.size,
+            r.status,
+            times[r.fill_bar] if r.fill_bar is not None else pd.NaT,
+            r.fill_price,
+            r.commission,
+        )
+        for r in records
+    ]
+    if not rows:
+        return empty_orders()
+    orders = pd.DataFrame.from_records(rows, columns=list(ORDER_COLUMNS))
+    orders["created_time"] = pd.DatetimeIndex(orders["created_time"]).as_unit("ns")
+    orders["fill_time"] = pd.to_datetime(orders["fill_time"], utc=True).dt.as_unit("ns")
+    return orders
+
+
+def _resolve_strategy(strategy: str | Strategy | type[Strategy]) -> Strategy:
+    if isinstance(strategy, str):
+        return get_strategy(strategy)
+    if isinstance(strategy, type) and issubclass(strategy, Strategy):
+        return strategy()
+    if isinstance(strategy, Strategy):
+        return strategy
+    raise InvalidInputError(f"strategy must be a name or a Strategy, got {strategy!r}")
+
+
+def _check_settings(*, cash: float, commission: float, slippage: float, stake: float) -> None:
+    checks = (
+        ("cash", cash, cash > 0, "a positive amount such as 10000"),
+        ("commission", commission, 0 <= commission < 1, "a fraction such as 0.001 (0.1 %)"),
+        ("slippage", slippage, 0 <= slippage < 1, "a fraction such as 0.0005 (0.05 %)"),
+        ("stake", stake, stake > 0, "a fraction of equity such as 0.95"),
+    )
+    for name, value, ok, form in checks:
+        if not (isinstance(value, int | float) and math.isfinite(value) and ok):
+            raise InvalidInputError(f"invalid --{name} {value!r}: use {form}")
+
+
+def _prepare_candles(candles: pd.DataFrame) -> pd.DataFrame:
+    """The price columns indexed by a sorted, unique UTC ``open_time``. Unsorted input is sorted
+    with a warning (safe to fix); duplicates and missing or non-positive prices are the caller's
+    to fix, so they raise."""
+    frame = candles.set_index("open_time") if "open_time" in candles.columns else candles
+    if len(frame) == 0:
+        raise InvalidInputError("no candles to backtest; load a window that holds some")
+    missing = [c for c in _PRICE_COLUMNS if c not in frame.columns]
+    if missing:
+        raise InvalidInputError(
+            f"candles lack columns {missing}; pass a candle frame with open/high/low/close"
+        )
+    if not isinstance(frame.index, pd.DatetimeIndex):
+        raise InvalidInputError("candles must be indexed by open_time (a DatetimeIndex)")
+    index = frame.index
+    index = index.tz_localize("UTC") if index.tz is None else index.tz_convert("UTC")
+    out = pd.DataFrame(
+        {c: frame[c].to_numpy(dtype="float64") for c in _PRICE_COLUMNS},
+        index=index.as_unit("ns").rename("open_time"),
+    )
+    out["volume"] = frame["volume"].to_numpy(dtype="float64") if "volume" in frame.columns else 0.0
+    if not out.index.is_monotonic_increasing:
+        log.warning("candles were not in time order; sorted them")
+        out = out.sort_index(kind="stable")
+    if out.index.has_duplicates:
+        first = out.index[out.index.duplicated()][0]
+        raise InvalidInputError(
+            f"two candles share open_time {first.isoformat()}; normalise the frame first"
+        )
+    prices = out[list(_PRICE_COLUMNS)].to_numpy()
+    if not (np.isfinite(prices).all() and (prices > 0).all()):
+        raise InvalidInputError("candles hold missing, infinite or non-positive prices; fix them")
+    return out

@@ -1,0 +1,128 @@
+"""The outcome of one backtest, shared by the engines, the CLI, the results store and the plots."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+import pandas as pd
+
+ORDER_COLUMNS: tuple[str, ...] = (
+    "created_time",  # open_time of the bar after whose close the order was placed
+    "side",  # "buy" | "sell"
+    "type",  # "market" | "limit"
+    "price",  # limit price; NaN for market orders
+    "size",  # requested size, base units, positive
+    "status",  # "filled" | "rejected" | "cancelled" | "expired" | "open" (data ended first)
+    # ("partial" only with a volume filler, which the engine does not install)
+    "fill_time",  # open_time of the fill bar; NaT unless filled
+    "fill_price",  # NaN unless filled
+    "commission",  # NaN unless filled
+)
+"""Columns of :attr:`BacktestResult.orders`: every order a strategy placed, and its fate."""
+
+
+def empty_orders() -> pd.DataFrame:
+    """An orders frame with no rows and the right dtypes."""
+    return pd.DataFrame(
+        {
+            "created_time": pd.Series([], dtype="datetime64[ns, UTC]"),
+            "side": pd.Series([], dtype="object"),
+            "type": pd.Series([], dtype="object"),
+            "price": pd.Series([], dtype="float64"),
+            "size": pd.Series([], dtype="float64"),
+            "status": pd.Series([], dtype="object"),
+            "fill_time": pd.Series([], dtype="datetime64[ns, UTC]"),
+            "fill_price": pd.Series([], dtype="float64"),
+            "commission": pd.Series([], dtype="float64"),
+        }
+    )
+
+
+@dataclass(frozen=True)
+class BacktestResult:
+    """One strategy configuration run over one candle series.
+
+    ``equity`` and ``benchmark`` hold one value per candle, indexed by ``open_time`` but valued at
+    that candle's close. ``start`` is the first candle's open time and ``end`` the last candle's
+    close time, i.e. the data window is ``[start, end)`` like every window in CryptoTA.
+    ``trades`` has exactly :data:`~cryptota_core.backtest.trades.TRADE_COLUMNS`.
+    """
+
+    strategy: str
+    params: dict[str, Any]
+    slug: str
+    engine: str
+    interval: str
+    bars: int
+    start: pd.Timestamp
+    end: pd.Timestamp
+    equity: pd.Series
+    trades: pd.DataFrame
+    benchmark: pd.Series
+    rejected_orders: int
+    metrics: dict[str, float | None]
+    orders: pd.DataFrame = field(default_factory=empty_orders)
+    cash: float = 10_000.0
+    commission: float = 0.001
+    slippage: float = 0.0
+    stake: float = 0.95
+
+    @property
+    def equity_final(self) -> float:
+        """Portfolio value at the last close (an open position marked to market)."""
+        return float(self.equity.iloc[-1])
+
+    def to_json_dict(self) -> dict[str, Any]:
+        """The ``cryptota backtest --json`` object of DESIGN §2. Times are ISO-8601 UTC; NaN and
+        infinities become ``null`` so the result is strict JSON (``allow_nan=False`` works)."""
+        return {
+            "strategy": self.strategy,
+            "slug": self.slug,
+            "params": dict(self.params),
+            "engine": self.engine,
+            "interval": self.interval,
+            "bars": self.bars,
+            "start": _iso(self.start),
+            "end": _iso(self.end),
+            "cash": self.cash,
+            "commission": self.commission,
+            "slippage": self.slippage,
+            "stake": self.stake,
+            "metrics": {k: _num(v) for k, v in self.metrics.items()},
+            "trades": [_trade_json(row) for row in self.trades.itertuples(index=False)],
+            "rejected_orders": self.rejected_orders,
+            "equity_final": _num(self.equity_final),
+        }
+
+
+def _iso(ts: Any) -> str | None:
+    if ts is None or pd.isna(ts):
+        return None
+    stamp = pd.Timestamp(ts)
+    stamp = stamp.tz_localize("UTC") if stamp.tzinfo is None else stamp.tz_convert("UTC")
+    return stamp.isoformat().replace("+00:00", "Z")
+
+
+def _num(value: Any) -> float | None:
+    if value is None:
+        return None
+    number = float(value)
+    return number if math.isfinite(number) else None
+
+
+def _trade_json(row: Any) -> dict[str, Any]:
+    return {
+        "entry_time": _iso(row.entry_time),
+        "exit_time": _iso(row.exit_time),
+        "side": str(row.side),
+        "size": _num(row.size),
+        "entry_price": _num(row.entry_price),
+        "exit_price": _num(row.exit_price),
+        "pnl": _num(row.pnl),
+        "pnl_pct": _num(row.pnl_pct),
+        "commission": _num(row.commission),
+        "bars": int(row.bars),
+        "is_open": bool(row.is_open),
+    }

@@ -1,0 +1,99 @@
+"""Running a backtest on stored or file candles: the one path the CLI and the pipeline share."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from cryptota_core.backtest.engine import run_backtest
+from cryptota_core.backtest.result import BacktestResult
+from cryptota_core.errors import InvalidInputError, NoDataError
+from cryptota_core.market.binance_csv import read_kline_csv
+from cryptota_core.market.frame import EXCHANGES, SeriesKey
+from cryptota_core.market.intervals import INTERVAL_MS
+from cryptota_core.storage.candle_store import CandleStore, frame_fingerprint
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class CandleInput:
+    """Candles to backtest on and where they came from (for tracing every number back)."""
+
+    frame: pd.DataFrame
+    key: SeriesKey | None
+    interval: str
+    fingerprint: str
+    origin: str
+
+
+def infer_interval(frame: pd.DataFrame) -> str:
+    """The interval of a candle frame, from the most common spacing of its open times."""
+    if len(frame) < 2:
+        raise InvalidInputError("need at least two candles to infer the interval; pass --interval")
+    diffs = np.diff(pd.DatetimeIndex(frame.index).as_unit("ns").asi8) // 1_000_000
+    values, counts = np.unique(diffs, return_counts=True)
+    step = int(values[np.argmax(counts)])
+    for name, ms in INTERVAL_MS.items():
+        if ms == step:
+            return name
+    raise InvalidInputError(f"candles are {step} ms apart, which is not a supported interval")
+
+
+def candles_from_csv(path: str | Path, interval: str | None = None) -> CandleInput:
+    """Candles from a Binance kline CSV (as data.binance.vision ships it)."""
+    frame = read_kline_csv(path)
+    resolved = interval or infer_interval(frame)
+    return CandleInput(frame, None, resolved, frame_fingerprint(frame), f"csv:{Path(path).name}")
+
+
+def candles_from_store(
+    store: CandleStore,
+    symbol: str,
+    interval: str,
+    start: pd.Timestamp,
+    end: pd.Timestamp,
+    exchange: str | None = None,
+) -> CandleInput:
+    """Candles of one series from the store. Without ``exchange``, Binance data is preferred and
+    synthetic data is used only when there is no Binance data in the window (and said so)."""
+    for candidate in [exchange] if exchange else list(EXCHANGES):
+        key = SeriesKey(exchange=candidate, symbol=symbol, interval=interval)
+        frame = store.read(key, start, end)
+        if not frame.empty:
+            if candidate == "synthetic":
+                log.warning("backtesting on SYNTHETIC candles for %s (no Binance data)", symbol)
+            return CandleInput(frame, key, interval, frame_fingerprint(frame), f"store:{key}")
+    raise NoDataError(
+        f"no candles for {symbol} {interval} in [{start.isoformat()}, {end.isoformat()}); run "
+        f"`cryptota ingest --symbols {symbol} --start {start.date()} --end {end.date()}` first"
+    )
+
+
+def backtest(
+    candles: CandleInput,
+    strategy: str,
+    params: Mapping[str, Any] | str | None,
+    *,
+    cash: float = 10_000.0,
+    commission: float = 0.001,
+    slippage: float = 0.0,
+    stake: float = 0.95,
+) -> BacktestResult:
+    """Run one strategy configuration on ``candles`` with the backtrader engine."""
+    return run_backtest(
+        candles.frame,
+        strategy,
+        params,
+        interval=candles.interval,
+        cash=cash,
+        commission=commission,
+        slippage=slippage,
+        stake=stake,
+    )

@@ -1,0 +1,461 @@
+"""Strategy specs, typed parameters, and the backtrader bases that implement DESIGN §5 once.
+
+A strategy is two things:
+
+* a **spec** (:class:`Strategy`): its registry name, its typed parameter model, a small default
+  grid for the demo and the optimiser, its warm-up, and a way to build its backtrader class. The
+  CLI, the pipelines and the optimiser only ever talk to specs, so a user strategy plugs in by
+  writing one module (see ``docs/custom-strategy.md``);
+* a **backtrader implementation**, a subclass of :class:`LongOnlyStrategy` or
+  :class:`LongShortStrategy` that only answers "enter now?" / "exit now?" on the bar that just
+  closed. Order types, sizing, warm-up gating and bookkeeping live in the bases, so every
+  strategy trades by exactly the same rules and the fast engine has one set of rules to mirror.
+"""
+
+from __future__ import annotations
+
+import difflib
+import itertools
+import json
+import math
+import re
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+import backtrader as bt
+from pydantic import BaseModel, ConfigDict, ValidationError, ValidationInfo, field_validator
+
+from cryptota_core.errors import InvalidInputError
+
+__all__ = [
+    "BaseBtStrategy",
+    "Fill",
+    "LongOnlyStrategy",
+    "LongShortStrategy",
+    "OrderRecord",
+    "Strategy",
+    "StrategyParams",
+]
+
+_SLUG_TEXT = re.compile(r"[^a-z0-9._~]+")
+
+
+class StrategyParams(BaseModel):
+    """Base of every strategy's parameter model.
+
+    Frozen so a parameter set can be hashed, used as a dict key and never mutated behind a
+    result's back; ``extra="forbid"`` so a typo is an error rather than a silently ignored value
+    (the spec's :meth:`Strategy.parse_params` turns it into a did-you-mean message). Bounds are
+    declared with ``Field``; rules between fields with a ``model_validator``. Every field should
+    have a default so ``{}`` is a valid parameter set.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    @field_validator("*", mode="before")
+    @classmethod
+    def _no_bool_numbers(cls, value: Any, info: ValidationInfo) -> Any:
+        """Pydantic's lax mode reads ``true`` as 1; a boolean for a number is always a mistake."""
+        field = cls.model_fields.get(info.field_name or "")
+        if isinstance(value, bool) and field is not None and field.annotation in (int, float):
+            raise ValueError(f"expected a number, got {str(value).lower()}")
+        return value
+
+
+@dataclass(frozen=True)
+class Fill:
+    """One order execution as the broker reported it. ``size`` is signed (buy > 0, sell < 0);
+    ``bar`` is the index of the candle whose open (or intrabar limit) it filled at."""
+
+    bar: int
+    size: float
+    price: float
+    commission: float
+
+
+@dataclass
+class OrderRecord:
+    """What happened to one order: created on ``created_bar`` after that bar closed, then filled,
+    rejected (not enough cash at fill), cancelled, or still open when the data ended."""
+
+    created_bar: int
+    side: str  # "buy" | "sell"
+    type: str  # "market" | "limit"
+    price: float  # limit price; NaN for market orders
+    size: float  # requested, positive
+    status: str = "open"
+    fill_bar: int | None = None
+    fill_price: float = math.nan
+    commission: float = math.nan
+
+
+class Strategy:
+    """A strategy spec: everything the CLI, pipelines and optimiser need to know about it.
+
+    Subclasses set the class variables and usually only ``bt_class`` and :meth:`warmup`; the
+    default :meth:`bt_strategy` bakes the parameters into a subclass of ``bt_class``. Specs are
+    stateless; the registry holds one instance per name.
+    """
+
+    name: ClassVar[str]
+    """Registry key, also the module name and the slug prefix: lower case, digits, ``_``."""
+    params_model: ClassVar[type[StrategyParams]]
+    default_grid: ClassVar[dict[str, list[Any]]] = {}
+    """A small grid for the demo and the optimiser (a few dozen combinations at most)."""
+    slug_abbrev: ClassVar[dict[str, str]] = {}
+    """Short slug keys per parameter (``period`` → ``p``); missing ones use the field name."""
+    bt_class: ClassVar[type[BaseBtStrategy]]
+    """The backtrader implementation; :meth:`bt_strategy` binds parameters to it."""
+    description: ClassVar[str] = ""
+
+    # ----------------------------------------------------------------------------- parameters
+    def warmup(self, params: StrategyParams) -> int:
+        """Bars before every indicator is defined: the first bar that may signal is bar
+        ``warmup(params)`` (0-based), so the first possible fill is at bar ``warmup + 1``."""
+        return 0
+
+    def parse_params(self, raw: Mapping[str, Any] | str | StrategyParams | None) -> StrategyParams:
+        """Validate user parameters (a dict, a JSON object string, or a parameter model) into this
+        strategy's model. Raises :class:`InvalidInputError` with a one-line message naming the bad
+        key or value and what to pass instead."""
+        if type(raw) is self.params_model:  # exact: a subclass carries fields we do not know
+            return raw
+        if isinstance(raw, StrategyParams):
+            raise InvalidInputError(
+                f"parameters of type {type(raw).__name__} do not belong to strategy {self.name}; "
+                f"pass a dict such as {self._example()}"
+            )
+        data = self._load_json(raw, what="--params") if isinstance(raw, str) else raw
+        if data is None:
+            data = {}
+        if not isinstance(data, Mapping):
+            raise InvalidInputError(
+                f"parameters for {self.name} must be a JSON object such as {self._example()}, "
+                f"got {type(data).__name__}"
+            )
+        self._check_keys(data.keys())
+        try:
+            return self.params_model.model_validate(dict(data))
+        except ValidationError as e:
+            raise InvalidInputError(self._explain(e)) from e
+
+    def expand_grid(self, grid: Mapping[str, Any] | str) -> list[StrategyParams]:
+        """Every valid parameter set of a grid (``{"period": [7, 14], "oversold": [20, 30]}``;
+        a scalar counts as a one-value list; missing keys take their default), in grid order,
+        without duplicates.
+
+        Combinations that break a rule *between* fields (oversold >= overbought) are skipped:
+        a grid is a cross product and such corners are expected. A value no combination could
+        accept (period 0, a string) and an unknown key are errors, because they are typos."""
+        data = self._load_json(grid, what="--grid") if isinstance(grid, str) else grid
+        if not isinstance(data, Mapping) or not data:
+            raise InvalidInputError(
+                f"a grid for {self.name} must be a non-empty JSON object of lists, such as "
+                f"{json.dumps(self.default_grid or {k: [v] for k, v in self._defaults().items()})}"
+            )
+        self._check_keys(data.keys())
+        keys = list(data)
+        axes: list[list[Any]] = []
+        for key in keys:
+            values = data[key]
+            listed = isinstance(values, Iterable) and not isinstance(values, str | bytes | Mapping)
+            values = list(values) if listed else [values]
+            if not values:
+                raise InvalidInputError(
+                    f"grid value for {key!r} of {self.name} is an empty list; give at least one"
+                )
+            axes.append(values)
+        out: list[StrategyParams] = []
+        seen: set[StrategyParams] = set()
+        first_skip = ""
+        for combo in itertools.product(*axes):
+            try:
+                params = self.params_model.model_validate(dict(zip(keys, combo, strict=True)))
+            except ValidationError as e:
+                if any(err["loc"] for err in e.errors()):
+                    raise InvalidInputError(self._explain(e)) from e
+                first_skip = first_skip or self._explain(e)
+                continue
+            if params not in seen:
+                seen.add(params)
+                out.append(params)
+        if not out:
+            raise InvalidInputError(
+                f"no valid parameter set in the grid for {self.name}: every combination breaks a "
+                f"rule ({first_skip}); widen the grid"
+            )
+        return out
+
+    def slug(self, params: StrategyParams | Mapping[str, Any]) -> str:
+        """A deterministic, URL-safe name of one parameter set, e.g. ``rsi-p14-os30-ob70``.
+
+        Fields appear in model order; whole floats print as integers; other floats use their
+        shortest repr with ``-`` spelled ``m``; the result never contains ``| , [ ]`` or
+        whitespace, so it is safe as a Dagster partition key and in a URL."""
+        model = self.parse_params(params)
+        parts = [self.name]
+        for field in type(model).model_fields:
+            key = self.slug_abbrev.get(field, field.replace("_", ""))
+            parts.append(f"{key}{_slug_value(getattr(model, field))}")
+        return "-".join(parts)
+
+    # --------------------------------------------------------------------------- backtrader
+    def bt_strategy(self, params: StrategyParams) -> type[BaseBtStrategy]:
+        """The backtrader class that runs this strategy with ``params`` (and its warm-up) baked
+        in, usable directly with ``cerebro.addstrategy``; ``stake`` stays a backtrader param."""
+        model = self.parse_params(params)
+        base = self.bt_class
+        return type(
+            f"{base.__name__}Bound",
+            (base,),
+            {"params": (("spec_params", model), ("warmup", self.warmup(model)))},
+        )
+
+    # ------------------------------------------------------------------------------ helpers
+    def _defaults(self) -> dict[str, Any]:
+        return {
+            k: f.default for k, f in self.params_model.model_fields.items() if not f.is_required()
+        }
+
+    def _example(self) -> str:
+        return json.dumps(self._defaults())
+
+    def _load_json(self, text: str, *, what: str) -> Any:
+        try:
+            return json.loads(text)
+        except json.JSONDecodeError as e:
+            raise InvalidInputError(
+                f"{what} for {self.name} is not valid JSON ({e.msg} at character {e.pos}); "
+                f"pass an object such as {self._example()}"
+            ) from e
+
+    def _check_keys(self, keys: Iterable[Any]) -> None:
+        fields = list(self.params_model.model_fields)
+        for key in keys:
+            if key in fields:
+                continue
+            close = difflib.get_close_matches(str(key), fields, n=1, cutoff=0.6)
+            if close:
+                raise InvalidInputError(
+                    f"unknown parameter {key!r} for {self.name}; did you mean {close[0]!r}?"
+                )
+            raise InvalidInputError(
+                f"unknown parameter {key!r} for {self.name}; valid parameters: {', '.join(fields)}"
+            )
+
+    def _explain(self, error: ValidationError) -> str:
+        """One line for all of a pydantic error's complaints."""
+        parts = []
+        for err in error.errors():
+            msg = str(err["msg"]).removeprefix("Value error, ")
+            if err["loc"]:
+                field = ".".join(str(x) for x in err["loc"])
+                parts.append(f"{field}={err.get('input')!r}: {msg}")
+            else:
+                parts.append(msg)
+        text = "; ".join(parts).replace("\n", " ")
+        return f"invalid parameters for {self.name}: {text}"
+
+
+def _slug_value(value: Any) -> str:
+    if isinstance(value, bool):
+        return "1" if value else "0"
+    if isinstance(value, int):
+        text = str(value)
+    elif isinstance(value, float):
+        if not math.isfinite(value):
+            raise InvalidInputError(f"cannot name a parameter set holding {value!r}")
+        text = str(int(value)) if value.is_integer() else repr(value)
+    else:
+        text = _SLUG_TEXT.sub("_", str(value).lower())
+    return text.replace("-", "m")
+
+
+# ================================================================================ backtrader
+class BaseBtStrategy(bt.Strategy):
+    """Bookkeeping shared by every backtrader implementation.
+
+    Records the broker value and position at every bar close (the equity curve: one value per
+    candle, recorded *before* this bar's decision, so bar 0 is the starting cash), every fill,
+    every order's fate and the number of rejected orders. Calls :meth:`on_bar` and
+    :meth:`decide` only from bar ``warmup`` on, so no strategy can trade during warm-up even if
+    its indicators are defined earlier. Backtrader params: ``spec_params`` (the validated
+    :class:`StrategyParams`), ``warmup`` (bars) and ``stake`` (fraction of equity per entry).
+    """
+
+    params = (("spec_params", None), ("warmup", 0), ("stake", 0.95))
+
+    def __init__(self) -> None:
+        self.equity_values: list[float] = []
+        self.position_sizes: list[float] = []
+        self.fills: list[Fill] = []
+        self.orders_log: dict[int, OrderRecord] = {}
+        self.rejected_orders = 0
+
+    # ------------------------------------------------------------------ backtrader callbacks
+    def prenext(self) -> None:
+        """Bars before backtrader's own minimum period: only recorded (nothing can trade)."""
+        self._record()
+
+    def next(self) -> None:
+        self._record()
+        if self.bar >= self.p.warmup:
+            self.on_bar()
+            self.decide()
+
+    def notify_order(self, order: Any) -> None:
+        record = self.orders_log.get(order.ref)
+        if order.status in (order.Completed, order.Partial):
+            # The execution bits carry the exact fill price; ``order.executed.price`` is a
+            # size-weighted average that can be one ulp off even for a single fill.
+            for bit in order.executed.iterpending():
+                fill = Fill(
+                    bar=self.bar,
+                    size=float(bit.size),
+                    price=float(bit.price),
+                    commission=float(bit.comm),
+                )
+                self.fills.append(fill)
+                if record is not None:
+                    record.status = "filled" if order.status == order.Completed else "partial"
+                    record.fill_bar = fill.bar
+                    record.fill_price = fill.price
+                    record.commission = fill.commission
+                self.on_fill(order, fill)
+        elif order.status in (order.Margin, order.Rejected):
+            self.rejected_orders += 1
+            if record is not None:
+                record.status = "rejected"
+            self.on_reject(order)
+        elif order.status in (order.Canceled, order.Expired) and record is not None:
+            record.status = "cancelled" if order.status == order.Canceled else "expired"
+
+    # ------------------------------------------------------------------------------- hooks
+    def on_bar(self) -> None:
+        """Update per-bar state (called every bar from warm-up on, before :meth:`decide`)."""
+
+    def decide(self) -> None:
+        """Place orders for the bar that just closed. The bases below implement it."""
+
+    def on_fill(self, order: Any, fill: Fill) -> None:
+        """An order of this strategy filled (called before the fill bar's :meth:`decide`)."""
+
+    def on_reject(self, order: Any) -> None:
+        """An order was rejected for lack of cash at fill."""
+
+    # ----------------------------------------------------------------------------- helpers
+    @property
+    def bar(self) -> int:
+        """0-based index of the candle that just closed (the candle of a fill, in callbacks)."""
+        return len(self) - 1
+
+    def entry_size(self) -> float:
+        """DESIGN §5: stake × equity at the close of this bar ÷ this bar's close."""
+        return float(self.p.stake * self.broker.getvalue() / self.data.close[0])
+
+    def submit_market(self, side: str, size: float) -> Any:
+        """A market order for ``size`` (> 0) base units; fills at the next bar's open."""
+        order = self.buy(size=size) if side == "buy" else self.sell(size=size)
+        self._log_order(order, side, "market", math.nan, size)
+        return order
+
+    def submit_limit(self, side: str, size: float, price: float) -> Any:
+        """A limit order, live from the next bar until filled or cancelled. Backtrader fills a
+        buy at the open if the open is at or below ``price``, else at ``price`` if the low
+        reaches it (mirror image for sells)."""
+        exectype = bt.Order.Limit
+        if side == "buy":
+            order = self.buy(size=size, price=price, exectype=exectype)
+        else:
+            order = self.sell(size=size, price=price, exectype=exectype)
+        self._log_order(order, side, "limit", price, size)
+        return order
+
+    def close_position(self) -> Any:
+        """A market order flattening the whole position at the next open."""
+        size = float(self.position.size)
+        if size == 0:
+            return None
+        order = self.close()
+        self._log_order(order, "sell" if size > 0 else "buy", "market", math.nan, abs(size))
+        return order
+
+    def cancel_order(self, order: Any) -> None:
+        """Cancel a live order now. The backtest broker cancels synchronously; the record is
+        updated here because the notification would only arrive on the next bar, which never
+        comes when this is the last one."""
+        self.cancel(order)
+        record = self.orders_log.get(order.ref)
+        if record is not None and order.status == order.Canceled:
+            record.status = "cancelled"
+
+    def _log_order(self, order: Any, side: str, kind: str, price: float, size: float) -> None:
+        if order is not None:
+            self.orders_log[order.ref] = OrderRecord(self.bar, side, kind, float(price), size)
+
+    def _record(self) -> None:
+        self.equity_values.append(float(self.broker.getvalue()))
+        self.position_sizes.append(float(self.position.size))
+
+
+class LongOnlyStrategy(BaseBtStrategy):
+    """Spot, long-only: flat → :meth:`should_enter_long` → market buy of the DESIGN §5 size;
+    long → :meth:`should_exit_long` → market sell of the whole position. One position at a
+    time; both hooks see only the bar that just closed and everything before it."""
+
+    def should_enter_long(self) -> bool:
+        raise NotImplementedError
+
+    def should_exit_long(self) -> bool:
+        return False
+
+    def decide(self) -> None:
+        size = self.position.size
+        if size == 0:
+            if self.should_enter_long():
+                self.submit_market("buy", self.entry_size())
+        elif size > 0 and self.should_exit_long():
+            self.close_position()
+
+
+class LongShortStrategy(LongOnlyStrategy):
+    """Long and short. Flat: enter long, else enter short. Long: an entry-short signal reverses
+    (close, then open short, both at the next open, two fills), else an exit-long signal closes.
+    Short: mirror image. New positions are sized as in DESIGN §5 from this bar's equity."""
+
+    def should_enter_short(self) -> bool:
+        return False
+
+    def should_exit_short(self) -> bool:
+        return False
+
+    def decide(self) -> None:
+        size = self.position.size
+        if size == 0:
+            if self.should_enter_long():
+                self.submit_market("buy", self.entry_size())
+            elif self.should_enter_short():
+                self.submit_market("sell", self.entry_size())
+        elif size > 0:
+            if self.should_enter_short():
+                self.close_position()
+                self.submit_market("sell", self.entry_size())
+            elif self.should_exit_long():
+                self.close_position()
+        elif self.should_enter_long():
+            self.close_position()
+            self.submit_market("buy", self.entry_size())
+        elif self.should_exit_short():
+            self.close_position()
+
+
+def check_abbreviations(spec: type[Strategy]) -> None:
+    """Fail at registration if two parameters would share a slug key (slugs must be unique)."""
+    keys = [spec.slug_abbrev.get(f, f.replace("_", "")) for f in spec.params_model.model_fields]
+    dupes = sorted({k for k in keys if keys.count(k) > 1})
+    if dupes:
+        raise ValueError(f"strategy {spec.name}: slug keys {dupes} are used by several parameters")
+    bad = [k for k in keys if not re.fullmatch(r"[a-z][a-z0-9]*", k)]
+    if bad:
+        raise ValueError(f"strategy {spec.name}: slug keys {bad} must be lower-case letters/digits")

@@ -1,0 +1,145 @@
+"""``grid``: a spot grid bot (long inventory only, never short).
+
+Levels sit at ``reference × (1 + j × spacing_pct / 100)`` for ``j = -levels .. +levels``. On the
+first bar after warm-up (warm-up is 0: the reference is the first close) and whenever a close
+leaves the grid (above the top level or below the bottom one) the bot **(re-)centres** on that
+close:
+
+1. cancels every open grid order;
+2. fixes the order size ``q = order_size × equity / close`` (base units, until the next
+   re-centring);
+3. brings its inventory to ``levels × q`` with one market order (fills at the next open), so that
+   every sell order is backed by coins it holds, as Binance's spot grid does at start;
+4. places a **BUY** limit of ``q`` at each of the ``levels`` levels **below** the reference and a
+   **SELL** limit of ``q`` at each of the ``levels`` levels **above** it (level 0, the reference
+   itself, starts empty).
+
+When a buy at level ``j`` fills, a sell of the same size goes to level ``j + 1``; when a sell at
+level ``j`` fills, a buy goes to level ``j - 1``. So every level holds at most one order and the
+inventory always equals ``q`` times the number of open sells. (The old service placed a sell on
+the buy side; ``test_grid_buy_side_places_buy_orders`` guards against that.) Limit orders fill
+the way backtrader fills them: at the open when the open is already through the level, otherwise
+at the level if the bar's range reaches it. A buy that cash cannot pay for at fill is rejected
+and its level stays empty until the next re-centring.
+
+The grid sizes its orders with ``order_size``; the engine's ``stake`` (the entry size of the
+signal strategies) does not apply to it.
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar, Self
+
+from pydantic import Field, model_validator
+
+from cryptota_core.strategies.base import BaseBtStrategy, Fill, Strategy, StrategyParams
+from cryptota_core.strategies.registry import register
+
+_DUST = 1e-12
+"""Relative size below which an inventory difference is float noise, not an order."""
+
+
+class GridParams(StrategyParams):
+    """``levels`` per side, ``spacing_pct`` percent between levels, ``order_size`` fraction of
+    equity per order."""
+
+    levels: int = Field(5, ge=1, le=100, description="grid levels on each side")
+    spacing_pct: float = Field(1.0, gt=0, le=50, description="percent between adjacent levels")
+    order_size: float = Field(0.08, gt=0, le=0.5, description="fraction of equity per order")
+
+    @model_validator(mode="after")
+    def _fundable(self) -> Self:
+        if self.levels * self.spacing_pct >= 100:
+            raise ValueError(
+                f"levels × spacing_pct ({self.levels} × {self.spacing_pct:g}) must stay below 100 "
+                "so the lowest buy level is above zero"
+            )
+        if 2 * self.levels * self.order_size > 1:
+            raise ValueError(
+                f"2 × levels × order_size ({2 * self.levels * self.order_size:g}) must be at most "
+                "1: the inventory for the sell side plus the buy side must fit in the equity"
+            )
+        return self
+
+
+class GridBt(BaseBtStrategy):
+    """Backtrader implementation of :class:`Grid` (see the module docstring)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.cfg: GridParams = self.p.spec_params
+        self.reference: float | None = None
+        self.unit = 0.0
+        self.live: dict[int, tuple[Any, int]] = {}  # order ref -> (order, level j)
+        self.rebalance_ref: int | None = None
+        self.centrings: list[int] = []  # bars at which the grid was (re-)centred
+
+    def level_price(self, j: int) -> float:
+        assert self.reference is not None
+        return self.reference * (1.0 + j * self.cfg.spacing_pct / 100.0)
+
+    def decide(self) -> None:
+        close = float(self.data.close[0])
+        n = self.cfg.levels
+        if self.reference is None or close > self.level_price(n) or close < self.level_price(-n):
+            self.recentre(close)
+
+    def recentre(self, close: float) -> None:
+        for order, _ in list(self.live.values()):
+            self.cancel_order(order)
+        self.live.clear()
+        self.centrings.append(self.bar)
+        self.reference = close
+        self.unit = self.cfg.order_size * float(self.broker.getvalue()) / close
+        n = self.cfg.levels
+        delta = n * self.unit - float(self.position.size)
+        self.rebalance_ref = None
+        if abs(delta) > _DUST * n * self.unit:
+            order = self.submit_market("buy" if delta > 0 else "sell", abs(delta))
+            self.rebalance_ref = order.ref
+        for k in range(1, n + 1):
+            self._place("buy", -k)
+        for k in range(1, n + 1):
+            self._place("sell", k)
+
+    def _place(self, side: str, j: int) -> None:
+        order = self.submit_limit(side, self.unit, self.level_price(j))
+        self.live[order.ref] = (order, j)
+
+    def on_fill(self, order: Any, fill: Fill) -> None:
+        placed = self.live.pop(order.ref, None)
+        if placed is None:  # the rebalancing market order
+            return
+        j = placed[1]
+        if fill.size > 0:
+            self._place("sell", j + 1)
+        else:
+            self._place("buy", j - 1)
+
+    def on_reject(self, order: Any) -> None:
+        self.live.pop(order.ref, None)
+        if order.ref == self.rebalance_ref and order.isbuy():
+            # The inventory backing the sell side never arrived: selling would go short.
+            for ref, (sell, _) in list(self.live.items()):
+                if sell.issell():
+                    self.cancel_order(sell)
+                    del self.live[ref]
+
+
+@register
+class Grid(Strategy):
+    """Spot grid bot (see the module docstring)."""
+
+    name: ClassVar[str] = "grid"
+    params_model: ClassVar[type[StrategyParams]] = GridParams
+    default_grid: ClassVar[dict[str, list[Any]]] = {
+        "levels": [3, 5],
+        "spacing_pct": [0.5, 1.0, 2.0],
+        "order_size": [0.05, 0.1],
+    }
+    slug_abbrev: ClassVar[dict[str, str]] = {"levels": "l", "spacing_pct": "s", "order_size": "q"}
+    bt_class = GridBt
+    description: ClassVar[str] = "spot grid bot: buy limits below, sell limits above, re-centred"
+
+    def warmup(self, params: StrategyParams) -> int:
+        return 0

@@ -1,0 +1,122 @@
+"""``rsi_divergence``: long on bullish RSI divergence, flat on bearish divergence (long only).
+
+Pivots. Bar *c* is a pivot low when its low is the lowest of the ``2w + 1`` bars ``c-w .. c+w``
+and strictly lower than every bar to its left (``w`` = ``pivot_window``; the first of equal lows
+wins); a pivot high is the mirror image on highs. A pivot needs the ``w`` bars after it, so it is
+**confirmed on bar c + w** and only used from then on: nothing here ever reads a bar that has not
+closed yet.
+
+Signals, evaluated on the confirming bar ``t = c + w``:
+
+* bullish divergence: the new pivot low is lower than the previous pivot low, while RSI at the
+  new pivot is higher than RSI at the previous one, and the two pivots are at most ``max_gap``
+  bars apart → enter long (when flat);
+* bearish divergence: a higher pivot high with a lower RSI → exit the long.
+
+Bearish divergence exits rather than shorts: the strategy trades spot, like ``rsi``. RSI is
+``bt.indicators.RSI(period, safediv=True)`` of the close, read at the pivot bar. Warm-up: the
+first bar that can confirm a pivot whose RSI is defined and whose window lies inside the data,
+``max(period + w, 2w)``.
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar, Self
+
+import backtrader as bt
+from pydantic import Field, model_validator
+
+from cryptota_core.strategies.base import LongOnlyStrategy, Strategy, StrategyParams
+from cryptota_core.strategies.registry import register
+from cryptota_core.strategies.rsi import rsi_warmup
+
+
+class RsiDivergenceParams(StrategyParams):
+    """RSI ``period``; ``pivot_window`` bars each side of a pivot; ``max_gap`` bars at most
+    between the two pivots compared."""
+
+    period: int = Field(14, ge=2, le=1000, description="RSI look-back in bars")
+    pivot_window: int = Field(5, ge=1, le=200, description="bars each side of a pivot")
+    max_gap: int = Field(60, ge=2, le=5000, description="max bars between compared pivots")
+
+    @model_validator(mode="after")
+    def _gap_spans_pivots(self) -> Self:
+        if self.max_gap <= self.pivot_window:
+            raise ValueError(
+                f"max_gap ({self.max_gap}) must exceed pivot_window ({self.pivot_window}): two "
+                "pivots are always more than pivot_window bars apart"
+            )
+        return self
+
+
+def divergence_warmup(params: RsiDivergenceParams) -> int:
+    """First bar that can confirm a usable pivot (see the module docstring)."""
+    w = params.pivot_window
+    return max(rsi_warmup(params.period) + w, 2 * w)
+
+
+class RsiDivergenceBt(LongOnlyStrategy):
+    """Backtrader implementation of :class:`RsiDivergence`. Keeps the last confirmed pivot low
+    and high as (bar, price, RSI); :meth:`on_bar` confirms at most one of each per bar."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.cfg: RsiDivergenceParams = self.p.spec_params
+        self.rsi = bt.indicators.RSI(self.data.close, period=self.cfg.period, safediv=True)
+        self.last_low: tuple[int, float, float] | None = None
+        self.last_high: tuple[int, float, float] | None = None
+        self.bullish = False
+        self.bearish = False
+
+    def on_bar(self) -> None:
+        w = self.cfg.pivot_window
+        size = 2 * w + 1
+        centre = self.bar - w
+        self.bullish = self.bearish = False
+
+        lows = list(self.data.low.get(size=size))
+        if _first_extreme(lows, min) == w:
+            pivot = (centre, lows[w], float(self.rsi[-w]))
+            prev = self.last_low
+            if prev is not None and centre - prev[0] <= self.cfg.max_gap:
+                self.bullish = pivot[1] < prev[1] and pivot[2] > prev[2]
+            self.last_low = pivot
+
+        highs = list(self.data.high.get(size=size))
+        if _first_extreme(highs, max) == w:
+            pivot = (centre, highs[w], float(self.rsi[-w]))
+            prev = self.last_high
+            if prev is not None and centre - prev[0] <= self.cfg.max_gap:
+                self.bearish = pivot[1] > prev[1] and pivot[2] < prev[2]
+            self.last_high = pivot
+
+    def should_enter_long(self) -> bool:
+        return self.bullish
+
+    def should_exit_long(self) -> bool:
+        return self.bearish
+
+
+def _first_extreme(values: list[float], pick: Any) -> int:
+    """Index of the first occurrence of ``pick(values)`` (``min`` or ``max``)."""
+    return values.index(pick(values))
+
+
+@register
+class RsiDivergence(Strategy):
+    """Bullish RSI divergence entries, bearish divergence exits (see the module docstring)."""
+
+    name: ClassVar[str] = "rsi_divergence"
+    params_model: ClassVar[type[StrategyParams]] = RsiDivergenceParams
+    default_grid: ClassVar[dict[str, list[Any]]] = {
+        "period": [9, 14],
+        "pivot_window": [3, 5],
+        "max_gap": [30, 60],
+    }
+    slug_abbrev: ClassVar[dict[str, str]] = {"period": "p", "pivot_window": "pw", "max_gap": "gap"}
+    bt_class = RsiDivergenceBt
+    description: ClassVar[str] = "long on bullish RSI divergence, exit on bearish divergence"
+
+    def warmup(self, params: StrategyParams) -> int:
+        assert isinstance(params, RsiDivergenceParams)
+        return divergence_warmup(params)

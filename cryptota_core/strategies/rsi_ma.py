@@ -1,0 +1,66 @@
+"""``rsi_ma``: RSI entry confirmed by trend.
+
+Like ``rsi``, but an oversold RSI only enters long while the close is above its simple moving
+average of ``ma_period`` bars (buy dips in an up-trend). The exit is ``rsi``'s: RSI above
+``overbought``. Signals on the just-closed bar, fills at the next open.
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+import backtrader as bt
+from pydantic import Field
+
+from cryptota_core.strategies.base import LongOnlyStrategy, Strategy, StrategyParams
+from cryptota_core.strategies.registry import register
+from cryptota_core.strategies.rsi import RsiParams, rsi_warmup
+
+
+class RsiMaParams(RsiParams):
+    """:class:`RsiParams` plus the trend filter's SMA length."""
+
+    ma_period: int = Field(50, ge=2, le=5000, description="SMA look-back of the trend filter")
+
+
+class RsiMaBt(LongOnlyStrategy):
+    """Backtrader implementation of :class:`RsiMa`."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.cfg: RsiMaParams = self.p.spec_params
+        self.rsi = bt.indicators.RSI(self.data.close, period=self.cfg.period, safediv=True)
+        self.sma = bt.indicators.SMA(self.data.close, period=self.cfg.ma_period)
+
+    def should_enter_long(self) -> bool:
+        return bool(self.rsi[0] < self.cfg.oversold and self.data.close[0] > self.sma[0])
+
+    def should_exit_long(self) -> bool:
+        return bool(self.rsi[0] > self.cfg.overbought)
+
+
+@register
+class RsiMa(Strategy):
+    """RSI entry confirmed by close above SMA (see the module docstring)."""
+
+    name: ClassVar[str] = "rsi_ma"
+    params_model: ClassVar[type[StrategyParams]] = RsiMaParams
+    default_grid: ClassVar[dict[str, list[Any]]] = {
+        "period": [7, 14],
+        "oversold": [25, 30],
+        "overbought": [70, 75],
+        "ma_period": [50, 100],
+    }
+    slug_abbrev: ClassVar[dict[str, str]] = {
+        "period": "p",
+        "oversold": "os",
+        "overbought": "ob",
+        "ma_period": "ma",
+    }
+    bt_class = RsiMaBt
+    description: ClassVar[str] = "RSI oversold entry only while close > SMA; RSI overbought exit"
+
+    def warmup(self, params: StrategyParams) -> int:
+        """RSI is defined from bar ``period``, SMA(n) from bar ``n - 1``: the later of the two."""
+        assert isinstance(params, RsiMaParams)
+        return max(rsi_warmup(params.period), params.ma_period - 1)
