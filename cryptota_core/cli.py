@@ -15,6 +15,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from cryptota_core.cache import open_cache
 from cryptota_core.errors import CryptotaError, InvalidInputError
 from cryptota_core.ingest import IngestReport, ingest, month_chunks, open_source
 from cryptota_core.logs import configure_logging
@@ -68,7 +69,16 @@ def _run_ingest(
                 task, advance=1, description=f"{key.symbol} {chunk_start:%Y-%m} ({n:,} candles)"
             )
 
-        return ingest(store, source, symbols, interval, start, end, on_chunk=advance)
+        return ingest(
+            store,
+            source,
+            symbols,
+            interval,
+            start,
+            end,
+            on_chunk=advance,
+            cache=open_cache(settings),
+        )
 
 
 def _print_summary(reports: list[IngestReport]) -> None:
@@ -235,9 +245,19 @@ def backtest_command(
             parse_interval(interval or "1h"),
             *window,
         )
+    cache = open_cache(load_settings())
     result = backtest(
-        candles, strategy, params, cash=cash, commission=commission, slippage=slippage, stake=stake
+        candles,
+        strategy,
+        params,
+        cash=cash,
+        commission=commission,
+        slippage=slippage,
+        stake=stake,
+        cache=cache,
     )
+    if cache.hits:
+        console.print("served from the cache (identical run on identical candles)")
     if plot_path:
         from cryptota_core.backtest.plot import plot_backtest
 

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 
 import pandas as pd
 
+from cryptota_core.cache import ResultCache
 from cryptota_core.errors import DataError, InvalidInputError
 from cryptota_core.market.frame import SeriesKey, validate_candles
 from cryptota_core.market.intervals import interval_ms, parse_interval
@@ -90,6 +91,7 @@ def ingest_series(
     *,
     now: pd.Timestamp | None = None,
     on_chunk: ProgressCallback | None = None,
+    cache: ResultCache | None = None,
 ) -> IngestReport:
     """Fetch ``[start, end)`` of one series from ``source``, validate and upsert it month by month,
     and record its gaps."""
@@ -118,6 +120,9 @@ def ingest_series(
             report.last = frame.index[-1]
         if on_chunk:
             on_chunk(key, chunk_start, chunk_end, result.received)
+    if cache is not None and report.written:
+        # New or changed candles: cached backtests of this symbol describe other data now.
+        cache.invalidate_symbol(key.exchange, key.symbol)
     if report.gaps:
         log.warning(
             "%s: %d gaps in [%s, %s) recorded (not filled)",
@@ -139,9 +144,12 @@ def ingest(
     *,
     now: pd.Timestamp | None = None,
     on_chunk: ProgressCallback | None = None,
+    cache: ResultCache | None = None,
 ) -> list[IngestReport]:
     """:func:`ingest_series` for each symbol, in order."""
     return [
-        ingest_series(store, source, symbol, interval, start, end, now=now, on_chunk=on_chunk)
+        ingest_series(
+            store, source, symbol, interval, start, end, now=now, on_chunk=on_chunk, cache=cache
+        )
         for symbol in symbols
     ]

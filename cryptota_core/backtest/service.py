@@ -11,13 +11,16 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from cryptota_core import __version__
 from cryptota_core.backtest.engine import run_backtest
 from cryptota_core.backtest.result import BacktestResult
+from cryptota_core.cache import ResultCache, cache_key, cached_backtest
 from cryptota_core.errors import InvalidInputError, NoDataError
 from cryptota_core.market.binance_csv import read_kline_csv
 from cryptota_core.market.frame import EXCHANGES, SeriesKey
 from cryptota_core.market.intervals import INTERVAL_MS
 from cryptota_core.storage.candle_store import CandleStore, frame_fingerprint
+from cryptota_core.strategies import get_strategy
 
 log = logging.getLogger(__name__)
 
@@ -76,6 +79,11 @@ def candles_from_store(
     )
 
 
+CODE_VERSION = __version__
+"""Recorded with every stored result and part of every cache key: a new release never serves a
+result computed by an older engine."""
+
+
 def backtest(
     candles: CandleInput,
     strategy: str,
@@ -85,15 +93,40 @@ def backtest(
     commission: float = 0.001,
     slippage: float = 0.0,
     stake: float = 0.95,
+    cache: ResultCache | None = None,
 ) -> BacktestResult:
-    """Run one strategy configuration on ``candles`` with the backtrader engine."""
-    return run_backtest(
-        candles.frame,
-        strategy,
-        params,
-        interval=candles.interval,
+    """Run one strategy configuration on ``candles`` with the backtrader engine. With a cache,
+    an identical run (same strategy, parameters, candles, broker settings and code version) is
+    served from it; only stored series are cached, since only they can be invalidated."""
+    spec = get_strategy(strategy)
+    model = spec.parse_params(params)
+
+    def compute() -> BacktestResult:
+        return run_backtest(
+            candles.frame,
+            spec,
+            model,
+            interval=candles.interval,
+            cash=cash,
+            commission=commission,
+            slippage=slippage,
+            stake=stake,
+        )
+
+    if cache is None or candles.key is None:
+        return compute()
+    key = cache_key(
+        strategy=spec.name,
+        params=model.model_dump(),
+        candle_fingerprint=candles.fingerprint,
+        engine="backtrader",
+        code_version=CODE_VERSION,
         cash=cash,
         commission=commission,
         slippage=slippage,
         stake=stake,
+        interval=candles.interval,
+        symbol=candles.key.symbol,
+        exchange=candles.key.exchange,
     )
+    return cached_backtest(cache, key, compute)

@@ -223,3 +223,55 @@ def test_symbol_and_csv_are_exclusive(kline_csv: Path, capsys: pytest.CaptureFix
         main(["backtest", "--csv", str(kline_csv), "--symbol", "BTCUSDT", "--strategy", "rsi"]) != 0
     )
     assert "exactly one of --symbol" in capsys.readouterr().err
+
+
+def test_repeated_cli_backtest_is_served_from_redis(
+    sqlite_url: str,
+    redis_url: str,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    monkeypatch.setenv("CRYPTOTA_DATABASE_URL", sqlite_url)
+    monkeypatch.setenv("CRYPTOTA_REDIS_URL", redis_url)
+    assert (
+        main(
+            [
+                "ingest",
+                "--source",
+                "synthetic",
+                "--symbols",
+                "BTCUSDT",
+                "--interval",
+                "1h",
+                "--start",
+                "2024-01-01",
+                "--end",
+                "2024-02-01",
+            ]
+        )
+        == 0
+    )
+    args = [
+        "backtest",
+        "--symbol",
+        "BTCUSDT",
+        "--interval",
+        "1h",
+        "--start",
+        "2024-01-01",
+        "--end",
+        "2024-02-01",
+        "--strategy",
+        "rsi",
+        "--params",
+        RSI,
+        "--json",
+    ]
+    capsys.readouterr()
+    assert main(args) == 0
+    first = capsys.readouterr()
+    assert "served from the cache" not in first.err
+    assert main(args) == 0
+    second = capsys.readouterr()
+    assert "served from the cache" in second.err
+    assert json.loads(first.out) == json.loads(second.out)
