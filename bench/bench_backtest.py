@@ -7,6 +7,8 @@ recording (equity per bar, fills, orders, trade reconstruction, 45 metrics) cost
 
 from __future__ import annotations
 
+from functools import partial
+
 import backtrader as bt
 import pandas as pd
 
@@ -29,7 +31,7 @@ DATASETS = {
 }
 
 
-class _BareRsi(bt.Strategy):  # type: ignore[misc]
+class _BareRsi(bt.Strategy):
     params = (("period", 14), ("oversold", 30.0), ("overbought", 70.0))
 
     def __init__(self) -> None:
@@ -60,14 +62,11 @@ def run() -> list[Row]:
             spec = get_strategy(name)
             params = spec.parse_params(None)
             seconds, _ = timed(
-                lambda spec=spec, params=params, frame=frame, interval=interval: run_backtest(
-                    frame, spec, params, interval=interval
-                ),
-                repeat=2,
+                partial(run_backtest, frame, spec, params, interval=interval), repeat=2
             )
             rows.append(
                 Row(group, name, f"cryptota {spec.slug(params)}", len(frame), seconds, unit="bars")
             )
-        seconds, _ = timed(lambda frame=frame: _bare_backtrader(frame), repeat=2)
+        seconds, _ = timed(partial(_bare_backtrader, frame), repeat=2)
         rows.append(Row(group, "rsi", "bare backtrader script", len(frame), seconds, unit="bars"))
     return rows

@@ -49,7 +49,7 @@ def _pandas_baseline(url: str, frame: pd.DataFrame, group: str) -> list[Row]:
         "AND \"interval\" = '1m' ORDER BY open_time"
     )
     read_s, back = timed(lambda: pd.read_sql(query, engine, index_col="open_time"))
-    assert len(back) == len(frame)  # type: ignore[arg-type]
+    assert len(back) == len(frame)
     engine.dispose()
     return [
         Row(group, "insert 1 year of 1m", "pandas to_sql", len(frame), write_s),
@@ -64,7 +64,7 @@ def _ours(url: str, frame: pd.DataFrame, group: str) -> list[Row]:
     reupsert_s, _ = timed(lambda: store.upsert(KEY, frame))
     assert store.count(KEY, start, end) == len(frame), "re-upsert duplicated candles"
     read_s, back = timed(lambda: store.read(KEY, start, end), repeat=3)
-    pd.testing.assert_frame_equal(back, frame, check_exact=True)  # type: ignore[arg-type]
+    pd.testing.assert_frame_equal(back, frame, check_exact=True)
     hourly = SeriesKey(exchange=KEY.exchange, symbol=KEY.symbol, interval="1h")
     rollup_s, rolled = timed(lambda: store.read(hourly, start, end))
     store.engine.dispose()
@@ -77,7 +77,7 @@ def _ours(url: str, frame: pd.DataFrame, group: str) -> list[Row]:
             "read 1 year as 1h (resampled)",
             "cryptota read",
             len(rolled),
-            rollup_s,  # type: ignore[arg-type]
+            rollup_s,
             unit="1h candles",
         ),
     ]

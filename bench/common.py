@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TypeVar
 
 import numpy as np
 import pandas as pd
@@ -29,10 +30,12 @@ class Row:
         return self.items / self.seconds if self.seconds > 0 else float("nan")
 
 
-def timed(fn: Callable[[], object], repeat: int = 1) -> tuple[float, object]:
+T = TypeVar("T")
+
+
+def timed(fn: Callable[[], T], repeat: int = 1) -> tuple[float, T]:
     """Best wall time of ``repeat`` runs of ``fn`` and its last result."""
     best = float("inf")
-    result: object = None
     for _ in range(repeat):
         t0 = time.perf_counter()
         result = fn()
