@@ -8,12 +8,13 @@ log line, a repr or an error message.
 
 from __future__ import annotations
 
+import re
 from functools import cached_property
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import AliasChoices, Field, SecretStr, ValidationError, field_validator
-from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict, SettingsError
 
 from cryptota_core.errors import ConfigError
 from cryptota_core.market.frame import parse_symbols
@@ -60,6 +61,24 @@ class Settings(BaseSettings):
         default=None,
         validation_alias=AliasChoices("BINANCE_API_SECRET", "CRYPTOTA_BINANCE_API_SECRET"),
     )
+    backtest_interval: str = Field(
+        default="1h", description="Candle interval the pipeline's backtests run on."
+    )
+    backtest_days: int = Field(
+        default=30, gt=0, le=3650, description="Backtest window: the last N full UTC days."
+    )
+    strategy_grids: dict[str, dict[str, list[Any]]] = Field(
+        default_factory=lambda: {
+            "rsi": {"period": [7, 14, 21], "oversold": [20, 30], "overbought": [70, 80]},
+            "rsi_ma": {
+                "period": [14],
+                "oversold": [25, 30],
+                "overbought": [70, 75],
+                "ma_period": [50],
+            },
+        },
+        description="Parameter grids (JSON) whose combinations become the param_sets partitions.",
+    )
     cache_ttl_seconds: int = Field(default=7 * 86_400, gt=0)
     timescale_retention_days: int | None = Field(
         default=None, gt=0, description="Drop 1m candle chunks older than this (TimescaleDB only)."
@@ -74,7 +93,7 @@ class Settings(BaseSettings):
             return parse_symbols(value)
         raise ValueError("expected a comma-separated list such as BTCUSDT,ETHUSDT")
 
-    @field_validator("interval")
+    @field_validator("interval", "backtest_interval")
     @classmethod
     def _parse_interval(cls, value: str) -> str:
         return parse_interval(value)
@@ -125,6 +144,11 @@ def load_settings(**overrides: object) -> Settings:
     :class:`ConfigError` line that names the environment variable and what it accepts."""
     try:
         return Settings(**overrides)  # type: ignore[arg-type]
+    except SettingsError as e:
+        match = re.search(r'field "(\w+)"', str(e))
+        field = match.group(1) if match else "?"
+        name = _ENV_NAMES.get(field, f"CRYPTOTA_{field.upper()}")
+        raise ConfigError(f"{name} is not valid JSON: {e.__cause__ or e}") from None
     except ValidationError as e:
         err = e.errors()[0]
         field = str(err["loc"][0]) if err["loc"] else "?"

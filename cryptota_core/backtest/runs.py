@@ -1,0 +1,127 @@
+"""Backtest runs of the pipeline: parameter sets, the configured window, run-and-store.
+
+This is what the Dagster backtest assets call, one function per step, so that the same runs can
+be reproduced from a notebook or the CLI with identical results and identical rows in the
+results store.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import pandas as pd
+
+from cryptota_core.backtest.result import BacktestResult
+from cryptota_core.backtest.service import CODE_VERSION, CandleInput, backtest, candles_from_store
+from cryptota_core.cache import ResultCache
+from cryptota_core.errors import InvalidInputError, NoDataError
+from cryptota_core.settings import Settings
+from cryptota_core.storage.candle_store import CandleStore
+from cryptota_core.storage.results_store import ResultsStore
+from cryptota_core.strategies import get_strategy
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class BacktestWindow:
+    """The candles every pipeline backtest runs on: ``[start, end)`` at ``interval``."""
+
+    interval: str
+    start: pd.Timestamp
+    end: pd.Timestamp
+
+
+@dataclass(frozen=True)
+class ParamSet:
+    """One registered strategy configuration, known by its URL-safe slug."""
+
+    slug: str
+    strategy: str
+    params: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class StoredRun:
+    """A backtest that was run (or served from the cache) and saved under ``run_key``."""
+
+    run_key: str
+    result: BacktestResult
+    candles: CandleInput
+    cached: bool
+
+
+def backtest_window(settings: Settings, today: pd.Timestamp | None = None) -> BacktestWindow:
+    """The last ``backtest_days`` full UTC days before ``today`` (default: now)."""
+    end = (today if today is not None else pd.Timestamp.now(tz="UTC")).tz_convert("UTC").floor("D")
+    return BacktestWindow(
+        settings.backtest_interval, end - pd.Timedelta(days=settings.backtest_days), end
+    )
+
+
+def expand_param_grids(grids: Mapping[str, Mapping[str, Any]]) -> list[ParamSet]:
+    """Every valid combination of every strategy's grid, as parameter sets (invalid combinations
+    such as ``oversold >= overbought`` are skipped; unknown strategies or keys raise)."""
+    sets: dict[str, ParamSet] = {}
+    for name, grid in grids.items():
+        spec = get_strategy(name)
+        for params in spec.expand_grid(dict(grid)):
+            slug = spec.slug(params)
+            sets[slug] = ParamSet(slug, spec.name, params.model_dump())
+    return list(sets.values())
+
+
+def register_param_sets(results: ResultsStore, param_sets: list[ParamSet]) -> list[str]:
+    """Store each parameter set so its slug can be resolved later; returns the slugs."""
+    for param_set in param_sets:
+        results.register_param_set(param_set.strategy, param_set.slug, param_set.params)
+    return [p.slug for p in param_sets]
+
+
+def resolve_param_set(results: ResultsStore, slug: str) -> ParamSet:
+    """The registered parameter set called ``slug``."""
+    found = results.param_sets()
+    row = found[found["slug"] == slug]
+    if row.empty:
+        raise InvalidInputError(
+            f"unknown parameter set {slug!r}: register it first (the param_set_sensor does this "
+            "from CRYPTOTA_STRATEGY_GRIDS)"
+        )
+    record = row.iloc[0]
+    return ParamSet(slug, str(record["strategy"]), dict(record["params"]))
+
+
+def run_and_store(
+    store: CandleStore,
+    results: ResultsStore,
+    *,
+    symbol: str,
+    param_set: ParamSet,
+    window: BacktestWindow,
+    cache: ResultCache | None = None,
+    run_id: str | None = None,
+) -> StoredRun:
+    """Backtest ``param_set`` on ``symbol`` over ``window`` and save it (idempotently, keyed by
+    the partition) with its candle fingerprint, code version and run id."""
+    candles = candles_from_store(store, symbol, window.interval, window.start, window.end)
+    if len(candles.frame) < 2:
+        raise NoDataError(
+            f"only {len(candles.frame)} {window.interval} candles for {symbol} in the backtest "
+            "window; ingest more days first"
+        )
+    hits_before = cache.hits if cache is not None else 0
+    result = backtest(candles, param_set.strategy, param_set.params, cache=cache)
+    assert candles.key is not None
+    run_key = results.save_backtest(
+        result,
+        exchange=candles.key.exchange,
+        symbol=symbol,
+        candle_fingerprint=candles.fingerprint,
+        code_version=CODE_VERSION,
+        run_id=run_id,
+    )
+    cached = cache is not None and cache.hits > hits_before
+    return StoredRun(run_key, result, candles, cached)
