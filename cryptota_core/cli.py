@@ -17,7 +17,13 @@ from rich.table import Table
 
 from cryptota_core.cache import open_cache
 from cryptota_core.errors import CryptotaError, InvalidInputError
-from cryptota_core.ingest import IngestReport, ingest, month_chunks, open_source
+from cryptota_core.ingest import (
+    IngestReport,
+    ingest,
+    month_chunks,
+    open_source,
+    resolve_source_name,
+)
 from cryptota_core.logs import configure_logging
 from cryptota_core.market.frame import SeriesKey, normalise_symbol, parse_symbols
 from cryptota_core.market.intervals import parse_interval, parse_window
@@ -155,12 +161,9 @@ def demo_command(days: int) -> None:
     settings = load_settings()
     end = pd.Timestamp.now(tz="UTC").floor("D")
     start = end - pd.Timedelta(days=days)
-    source_name = "synthetic" if settings.source == "auto" else settings.source
+    source_name = resolve_source_name(settings.source, settings)
     if settings.source == "auto":
-        console.print(
-            "[bold yellow]source=auto: the Binance REST source is not available in this version; "
-            "using SYNTHETIC data[/]"
-        )
+        console.print(f"source=auto resolved to [bold]{source_name}[/]")
     console.print(f"store: {settings.resolved_database_url}")
     reports = _run_ingest(settings, source_name, settings.symbols, "1m", start, end)
     _print_summary(reports)
@@ -275,6 +278,55 @@ def backtest_command(
         value = result.metrics.get(name)
         table.add_row(name, "-" if value is None else f"{value:,.4f}")
     table.add_row("equity_final", f"{result.equity_final:,.2f}")
+    out.print(table)
+
+
+@cli.command("price")
+@click.argument("symbol")
+def price_command(symbol: str) -> None:
+    """Latest price of SYMBOL on Binance (BINANCE_BASE_URL)."""
+    from cryptota_core.market.snapshot import current_price
+
+    out.print(f"{normalise_symbol(symbol)} {current_price(normalise_symbol(symbol)):.8f}")
+
+
+@cli.command("depth")
+@click.argument("symbol")
+@click.option("--limit", type=click.IntRange(1, 5000), default=10, show_default=True)
+def depth_command(symbol: str, limit: int) -> None:
+    """Order book of SYMBOL: the best LIMIT bids and asks."""
+    from cryptota_core.market.snapshot import order_book
+
+    book = order_book(normalise_symbol(symbol), limit)
+    table = Table(title=f"{book.symbol} order book (spread {book.spread:.8f})")
+    for column in ("bid qty", "bid", "ask", "ask qty"):
+        table.add_column(column, justify="right")
+    for i in range(max(len(book.bids), len(book.asks))):
+        bid = book.bids.iloc[i] if i < len(book.bids) else None
+        ask = book.asks.iloc[i] if i < len(book.asks) else None
+        table.add_row(
+            f"{bid['quantity']:.8f}" if bid is not None else "",
+            f"{bid['price']:.8f}" if bid is not None else "",
+            f"{ask['price']:.8f}" if ask is not None else "",
+            f"{ask['quantity']:.8f}" if ask is not None else "",
+        )
+    out.print(table)
+
+
+@cli.command("balance")
+@click.option("--all", "include_zero", is_flag=True, help="Include zero balances.")
+def balance_command(include_zero: bool) -> None:
+    """Account balances (signed request; needs BINANCE_API_KEY and BINANCE_API_SECRET)."""
+    from cryptota_core.market.snapshot import account_balances
+
+    balances = account_balances(include_zero=include_zero)
+    table = Table(title="Binance balances")
+    for column in ("asset", "free", "locked", "total"):
+        table.add_column(column, justify="left" if column == "asset" else "right")
+    for asset, row in balances.iterrows():
+        table.add_row(
+            str(asset), f"{row['free']:.8f}", f"{row['locked']:.8f}", f"{row['total']:.8f}"
+        )
     out.print(table)
 
 

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 import pandas as pd
 
 from cryptota_core.cache import ResultCache
-from cryptota_core.errors import DataError, InvalidInputError
+from cryptota_core.errors import CryptotaError, DataError, InvalidInputError
 from cryptota_core.market.frame import SeriesKey, validate_candles
 from cryptota_core.market.intervals import interval_ms, parse_interval
 from cryptota_core.market.sources.base import CandleSource
@@ -63,8 +63,43 @@ def month_chunks(
         cursor = chunk_end
 
 
+def binance_reachable(settings: Settings, timeout: float = 3.0) -> bool:
+    """True when the Binance REST API at ``BINANCE_BASE_URL`` answers a ping (one try, short
+    timeout: this decides ``source=auto``, it must not stall a run)."""
+    from cryptota_core.market.sources.binance import BinanceRest
+
+    rest = BinanceRest(settings.binance_base_url, timeout=timeout, max_retries=0)
+    try:
+        rest.call("ping")
+    except CryptotaError as e:
+        log.info("Binance at %s is not reachable: %s", settings.binance_base_url, e)
+        return False
+    finally:
+        rest.close()
+    return True
+
+
+def resolve_source_name(name: str, settings: Settings) -> str:
+    """``auto`` becomes ``binance`` when Binance answers, otherwise ``synthetic`` (announced
+    loudly by the caller: synthetic data is never passed off as market data)."""
+    if name != "auto":
+        return name
+    if binance_reachable(settings):
+        return "binance"
+    log.warning(
+        "source=auto: Binance at %s is not reachable; using SYNTHETIC data (exchange 'synthetic')",
+        settings.binance_base_url,
+    )
+    return "synthetic"
+
+
 def open_source(name: str, settings: Settings) -> CandleSource:
-    """The candle source called ``name`` configured from ``settings``."""
+    """The candle source called ``name`` configured from ``settings``: ``binance`` is the REST
+    API (paged, rate-limited), ``archive`` data.binance.vision; both store exchange
+    ``binance``. ``cryptota_core.market.sources.history.HistorySource`` combines the two for
+    bulk history."""
+    if name == "auto":
+        name = resolve_source_name(name, settings)
     if name == "synthetic":
         from cryptota_core.market.sources.synthetic import SyntheticSource
 
@@ -73,12 +108,11 @@ def open_source(name: str, settings: Settings) -> CandleSource:
         from cryptota_core.market.sources.archive import ArchiveSource
 
         return ArchiveSource(settings.archive_url)
-    if name in ("binance", "auto"):
-        raise InvalidInputError(
-            f"source {name!r} (the Binance REST API) is not available in this version yet: "
-            "use --source archive for Binance history or --source synthetic"
-        )
-    raise InvalidInputError(f"unknown source {name!r}: use binance, archive or synthetic")
+    if name == "binance":
+        from cryptota_core.market.sources.binance import BinanceSource
+
+        return BinanceSource.from_settings(settings)
+    raise InvalidInputError(f"unknown source {name!r}: use auto, binance, archive or synthetic")
 
 
 def ingest_series(

@@ -77,6 +77,10 @@ class WeightLimiter(Protocol):
         """Hand out nothing for ``seconds`` (a 429/418 ``Retry-After``), to every user."""
         ...
 
+    def used(self) -> int:
+        """Weight taken in the current window by every user of this budget."""
+        ...
+
     def close(self) -> None: ...
 
 

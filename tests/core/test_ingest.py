@@ -117,3 +117,40 @@ class _Unfiltered:
         self, symbol: str, interval: str, start: pd.Timestamp, end: pd.Timestamp
     ) -> pd.DataFrame:
         return self.inner.fetch(symbol, interval, start, end)
+
+
+def test_auto_source_uses_binance_when_it_answers(
+    sqlite_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from cryptota_core.ingest import open_source, resolve_source_name
+    from cryptota_core.market.sources.synthetic import generate_candles
+    from cryptota_core.settings import load_settings
+    from tests.exchange.server import LocalExchange
+
+    with LocalExchange(("BTCUSDT",), now="2024-01-03T00:00:00Z") as exchange:
+        monkeypatch.setenv("BINANCE_BASE_URL", exchange.url)
+        settings = load_settings()
+        assert resolve_source_name("auto", settings) == "binance"
+        store = CandleStore.from_url(sqlite_url)
+        source = open_source("auto", settings)
+        assert source.exchange == "binance"
+        end = JAN + pd.Timedelta(days=1)
+        report = ingest_series(store, source, "BTCUSDT", "1m", JAN, end)
+    assert report.received == 1440
+    key = SeriesKey(exchange="binance", symbol="BTCUSDT", interval="1m")
+    expected = generate_candles("BTCUSDT", "1m", JAN, end, seed=42)
+    pd.testing.assert_frame_equal(store.read(key, JAN, end), expected, check_exact=True)
+
+
+def test_auto_source_falls_back_to_synthetic_loudly(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    from cryptota_core.ingest import open_source
+    from cryptota_core.settings import load_settings
+    from tests.services import free_port
+
+    monkeypatch.setenv("BINANCE_BASE_URL", f"http://127.0.0.1:{free_port()}")
+    with caplog.at_level("WARNING"):
+        source = open_source("auto", load_settings())
+    assert source.exchange == "synthetic"
+    assert "SYNTHETIC" in caplog.text
