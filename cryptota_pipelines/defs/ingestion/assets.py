@@ -1,0 +1,125 @@
+"""``candles_1m``: UTC days of 1m candles from the configured source into the candle store.
+
+The decorator carries the orchestration facts; the body is one call of
+:func:`cryptota_core.ingest.ingest_series` per symbol and stretch of days the run covers. A
+nightly run covers one day of one symbol; a backfill run covers a whole key range and still makes
+one call per symbol, which ingests month by month in one transaction each (idempotent upserts: a
+retry or a re-run leaves exactly one copy of every candle).
+"""
+
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from typing import Any
+
+import pandas as pd
+from dagster import (
+    AssetExecutionContext,
+    Backoff,
+    Failure,
+    Jitter,
+    MaterializeResult,
+    MetadataValue,
+    RetryPolicy,
+    asset,
+)
+
+from cryptota_core.errors import ConfigError, DataError, InvalidInputError
+from cryptota_core.ingest import IngestReport, ingest_series
+from cryptota_core.market.frame import SeriesKey
+from cryptota_core.storage.candle_store import BASE_INTERVAL
+from cryptota_pipelines.partitions import (
+    CANDLE_BACKFILL_POLICY,
+    CANDLE_PARTITIONS,
+    SeriesWindow,
+    series_windows,
+)
+from cryptota_pipelines.resources import CandleStoreResource, MarketSourceResource
+
+EXCHANGE_POOL = "binance"
+"""Concurrency pool of every step that calls the exchange or its archive (see dagster.yaml)."""
+
+_NOT_RETRYABLE = (ConfigError, InvalidInputError, DataError)
+"""Errors a retry cannot fix (bad settings, bad symbol, data failing validation)."""
+
+
+@contextmanager
+def _fail_fast_on_bad_input() -> Iterator[None]:
+    """Turn errors a retry cannot fix into a Dagster failure that skips the retry policy, keeping
+    the core's one-line message; transient ones (source unavailable, database down) propagate
+    and are retried."""
+    try:
+        yield
+    except _NOT_RETRYABLE as e:
+        raise Failure(description=str(e), allow_retries=False) from e
+
+
+@asset(
+    partitions_def=CANDLE_PARTITIONS,
+    backfill_policy=CANDLE_BACKFILL_POLICY,
+    pool=EXCHANGE_POOL,
+    retry_policy=RetryPolicy(
+        max_retries=3, delay=30, backoff=Backoff.EXPONENTIAL, jitter=Jitter.PLUS_MINUS
+    ),
+    group_name="ingestion",
+    kinds={"python", "postgres"},
+    code_version="1",
+    description="1m candles of one UTC day of one symbol, as the source delivered them; gaps are "
+    "recorded, never filled.",
+)
+def candles_1m(
+    context: AssetExecutionContext,
+    candle_store: CandleStoreResource,
+    market: MarketSourceResource,
+) -> MaterializeResult:
+    """Ingest every day of every symbol this run covers, one core call per symbol and stretch."""
+
+    def progress(key: SeriesKey, start: pd.Timestamp, end: pd.Timestamp, received: int) -> None:
+        context.log.info(f"{key}: {received} candles in [{start.date()}, {end.date()})")
+
+    with _fail_fast_on_bad_input():
+        store, source = candle_store.store(), market.source()
+        reports = [
+            ingest_series(store, source, w.symbol, BASE_INTERVAL, w.start, w.end, on_chunk=progress)
+            for w in series_windows(context.partition_keys)
+        ]
+    fingerprints = [store.fingerprint(r.key, r.start, r.end) for r in reports]
+    return MaterializeResult(metadata=ingestion_metadata(market, reports, fingerprints))
+
+
+def ingestion_metadata(
+    market: MarketSourceResource, reports: Sequence[IngestReport], fingerprints: Sequence[str]
+) -> dict[str, Any]:
+    """What a materialisation shows in the UI: counts, time span, gaps, the data fingerprint and
+    where the candles came from. A range run records these totals on each of its partitions, so
+    ``window`` and ``series`` say what the totals cover."""
+    exchange = reports[0].key.exchange
+    firsts = [r.first for r in reports if r.first is not None]
+    lasts = [r.last for r in reports if r.last is not None]
+    gaps = [(r.key.symbol, a, b) for r in reports for a, b in r.gaps]
+    metadata: dict[str, Any] = {
+        "dagster/row_count": sum(r.received for r in reports),
+        "rows": sum(r.received for r in reports),
+        "written": sum(r.written for r in reports),
+        "expected": sum(r.expected for r in reports),
+        "gaps": len(gaps),
+        "missing_candles": sum(r.missing for r in reports),
+        "first_candle": min(firsts).isoformat() if firsts else "none",
+        "last_candle": max(lasts).isoformat() if lasts else "none",
+        "fingerprint": fingerprints[0]
+        if len(fingerprints) == 1
+        else ", ".join(f"{r.key.symbol}:{fp}" for r, fp in zip(reports, fingerprints, strict=True)),
+        "window": "; ".join(str(SeriesWindow(r.key.symbol, r.start, r.end)) for r in reports),
+        "series": len(reports),
+        "exchange": exchange,
+        "source": market.source_name,
+    }
+    if exchange == "synthetic":
+        metadata["data_warning"] = (
+            f"SYNTHETIC: simulated candles (seed {market.synthetic_seed}), not Binance market data"
+        )
+    if gaps:
+        metadata["gap_list"] = MetadataValue.md(
+            "| symbol | first missing | last missing |\n|---|---|---|\n"
+            + "\n".join(f"| {s} | {a.isoformat()} | {b.isoformat()} |" for s, a, b in gaps[:50])
+        )
+    return metadata

@@ -1,0 +1,142 @@
+"""How candle work is cut into partitions: one UTC day of one symbol.
+
+``candles_1m`` and ``candle_rollups`` share :data:`CANDLE_PARTITIONS`, a date × symbol grid. The
+symbol dimension is dynamic (``symbols``) so the universe can change without a code deploy; the
+``symbol_universe_sensor`` keeps it equal to ``CRYPTOTA_SYMBOLS``.
+
+A run may cover one partition (the nightly schedule) or a whole key range (a backfill): Dagster
+hands a range run the rectangle of dates × symbols between two keys. :func:`series_windows` turns
+whatever set of keys a run got back into ``[start, end)`` windows per symbol, so the assets make
+one call into the core per symbol and contiguous stretch of days instead of one per day.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import date, datetime, timedelta
+
+import pandas as pd
+from dagster import (
+    BackfillPolicy,
+    DailyPartitionsDefinition,
+    DynamicPartitionsDefinition,
+    MultiPartitionKey,
+    MultiPartitionsDefinition,
+)
+from dagster._core.storage.tags import (
+    ASSET_PARTITION_RANGE_END_TAG,
+    ASSET_PARTITION_RANGE_START_TAG,
+)
+
+CANDLE_HISTORY_START = "2017-08-17"
+"""First day of Binance spot klines: the earliest ``date`` partition."""
+
+DATE_DIMENSION = "date"
+SYMBOL_DIMENSION = "symbol"
+
+SYMBOLS_PARTITIONS = "symbols"
+"""Name of the dynamic partitions holding the symbol universe."""
+
+symbol_partitions = DynamicPartitionsDefinition(name=SYMBOLS_PARTITIONS)
+"""The symbol universe, kept in the Dagster instance (see ``symbol_universe_sensor``)."""
+
+
+def daily_partitions(start_date: str = CANDLE_HISTORY_START) -> DailyPartitionsDefinition:
+    """UTC days from ``start_date`` up to and including yesterday (``end_offset=0``): a day becomes
+    a partition only once all of its candles have closed."""
+    return DailyPartitionsDefinition(start_date=start_date, timezone="UTC", end_offset=0)
+
+
+def candle_partitions(start_date: str = CANDLE_HISTORY_START) -> MultiPartitionsDefinition:
+    """The date × symbol grid of the candle assets, starting at ``start_date``."""
+    return MultiPartitionsDefinition(
+        {DATE_DIMENSION: daily_partitions(start_date), SYMBOL_DIMENSION: symbol_partitions}
+    )
+
+
+CANDLE_PARTITIONS = candle_partitions()
+"""Partitions of ``candles_1m`` and ``candle_rollups``; keys read ``2024-01-31|BTCUSDT``."""
+
+BACKFILL_PARTITIONS_PER_RUN = 92
+"""A backfill run covers at most this many partitions: about a quarter of one symbol's days. Few
+runs for years of history, yet a failure near the end of a run repeats a quarter, not years."""
+
+CANDLE_BACKFILL_POLICY = BackfillPolicy.multi_run(
+    max_partitions_per_run=BACKFILL_PARTITIONS_PER_RUN
+)
+"""Shared by every candle asset, so a backfill of candles and rollups lands in the same runs (the
+daemon groups partitions per symbol or per day, whichever has fewer keys, then chunks)."""
+
+
+@dataclass(frozen=True)
+class SeriesWindow:
+    """``[start, end)`` of whole UTC days of one symbol."""
+
+    symbol: str
+    start: pd.Timestamp
+    end: pd.Timestamp
+
+    @property
+    def days(self) -> int:
+        return (self.end - self.start) // pd.Timedelta(days=1)
+
+    def __str__(self) -> str:
+        last = (self.end - pd.Timedelta(days=1)).date()
+        span = f"{self.start.date()}" if self.days == 1 else f"{self.start.date()}..{last}"
+        return f"{self.symbol} {span}"
+
+
+def partition_key(day: date | str, symbol: str) -> MultiPartitionKey:
+    """The candle partition of ``symbol`` on the UTC ``day``."""
+    day_str = day if isinstance(day, str) else day.isoformat()
+    return MultiPartitionKey({DATE_DIMENSION: day_str, SYMBOL_DIMENSION: symbol})
+
+
+def day_window(key: str) -> SeriesWindow:
+    """The one-day window of a candle partition key."""
+    dims = CANDLE_PARTITIONS.get_partition_key_from_str(key).keys_by_dimension
+    start = pd.Timestamp(dims[DATE_DIMENSION], tz="UTC")
+    return SeriesWindow(dims[SYMBOL_DIMENSION], start, start + pd.Timedelta(days=1))
+
+
+def series_windows(keys: Iterable[str]) -> list[SeriesWindow]:
+    """Merge partition keys into the fewest windows: per symbol, one per run of consecutive days.
+    Order: symbols as first seen, windows in time order."""
+    days_by_symbol: dict[str, set[pd.Timestamp]] = {}
+    for key in keys:
+        window = day_window(key)
+        days_by_symbol.setdefault(window.symbol, set()).add(window.start)
+    one_day = pd.Timedelta(days=1)
+    windows: list[SeriesWindow] = []
+    for symbol, days in days_by_symbol.items():
+        ordered = sorted(days)
+        start = previous = ordered[0]
+        for day in ordered[1:]:
+            if day != previous + one_day:
+                windows.append(SeriesWindow(symbol, start, previous + one_day))
+                start = day
+            previous = day
+        windows.append(SeriesWindow(symbol, start, previous + one_day))
+    return windows
+
+
+def range_tags(first_day: date, last_day: date, symbols: Sequence[str]) -> dict[str, str]:
+    """Run tags that make one run cover ``first_day..last_day`` (inclusive) for ``symbols``.
+
+    A range run gets every key in the rectangle between its two corner keys, so ``symbols`` must
+    be adjacent in the instance's ``symbols`` order (a single symbol always is)."""
+    return {
+        ASSET_PARTITION_RANGE_START_TAG: partition_key(first_day, symbols[0]),
+        ASSET_PARTITION_RANGE_END_TAG: partition_key(last_day, symbols[-1]),
+    }
+
+
+def utc_day(moment: datetime) -> date:
+    """The UTC calendar day of an aware ``moment``."""
+    return pd.Timestamp(moment).tz_convert("UTC").date()
+
+
+def previous_days(today: date, count: int) -> list[date]:
+    """The ``count`` UTC days before ``today``, oldest first."""
+    return [today - timedelta(days=n) for n in range(count, 0, -1)]

@@ -1,0 +1,131 @@
+"""The code location loads with no environment and no I/O, validates, and keeps DESIGN §4's
+names."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from dagster import (
+    AssetKey,
+    Backoff,
+    DailyPartitionsDefinition,
+    Definitions,
+    DynamicPartitionsDefinition,
+    Jitter,
+    MultiPartitionsDefinition,
+)
+
+from cryptota_pipelines.resources import MarketSourceResource
+
+_IMPORT_WITHOUT_IO = """
+import json, socket, sys
+
+def refuse(self, address):
+    raise AssertionError(f"import opened a connection to {address}")
+
+socket.socket.connect = refuse
+from cryptota_pipelines.definitions import defs
+repo = defs.get_repository_def()
+print(json.dumps({
+    "assets": sorted(k.to_user_string() for k in repo.asset_graph.get_all_asset_keys()),
+    "checks": sorted(k.name for k in repo.asset_graph.asset_check_keys),
+    "jobs": sorted(j.name for j in repo.get_all_jobs()),
+    "schedules": sorted(s.name for s in repo.schedule_defs),
+    "sensors": sorted(s.name for s in repo.sensor_defs),
+}))
+"""
+
+
+def _bare_environment(home: Path) -> dict[str, str]:
+    """PATH and a fresh HOME; no CRYPTOTA_*, BINANCE_* or DAGSTER_HOME."""
+    return {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": str(home), "LANG": "C.UTF-8"}
+
+
+def test_definitions_import_without_environment_does_no_io(tmp_path: Path) -> None:
+    done = subprocess.run(
+        [sys.executable, "-c", _IMPORT_WITHOUT_IO],
+        cwd=tmp_path,
+        env=_bare_environment(tmp_path),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr
+    loaded = json.loads(done.stdout.strip().splitlines()[-1])
+    assert loaded == {
+        "assets": ["candle_rollups", "candles_1m"],
+        "checks": [
+            "completeness",
+            "no_duplicates",
+            "no_future_candles",
+            "ohlc_sanity",
+            "volume_non_negative",
+        ],
+        "jobs": ["__ASSET_JOB", "candle_ingestion_job", "candle_retention_job"],
+        "schedules": ["candle_retention_schedule", "nightly_candle_ingestion_schedule"],
+        "sensors": ["symbol_universe_sensor"],
+    }
+    # The embedded default store is a SQLite file under ~/.cryptota: not even its directory exists.
+    assert not (tmp_path / ".cryptota").exists()
+
+
+def test_dagster_cli_validates_the_code_location(tmp_path: Path) -> None:
+    done = subprocess.run(
+        [
+            str(Path(sys.executable).parent / "dagster"),
+            "definitions",
+            "validate",
+            "-m",
+            "cryptota_pipelines.definitions",
+        ],
+        cwd=tmp_path,
+        env=_bare_environment(tmp_path),
+        capture_output=True,
+        text=True,
+        timeout=180,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "Validation successful" in done.stdout + done.stderr
+
+
+def test_candle_assets_carry_the_orchestration_contract(defs: Definitions) -> None:
+    graph = defs.get_repository_def().asset_graph
+    candles, rollups = graph.get(AssetKey("candles_1m")), graph.get(AssetKey("candle_rollups"))
+
+    assert candles.group_name == "ingestion" and rollups.group_name == "rollups"
+    assert rollups.parent_keys == {AssetKey("candles_1m")}
+    for node in (candles, rollups):
+        partitions = node.partitions_def
+        assert isinstance(partitions, MultiPartitionsDefinition)
+        dims = {d.name: d.partitions_def for d in partitions.partitions_defs}
+        assert isinstance(dims["symbol"], DynamicPartitionsDefinition)
+        assert dims["symbol"].name == "symbols"
+        assert isinstance(dims["date"], DailyPartitionsDefinition)
+        assert dims["date"].start.date().isoformat() == "2017-08-17"
+        assert dims["date"].timezone == "UTC"
+        policy = node.backfill_policy
+        # Chunked backfill: never one run per partition, never years in a single run.
+        assert policy is not None and policy.max_partitions_per_run is not None
+        assert 30 <= policy.max_partitions_per_run <= 366
+
+    assets_def = defs.get_assets_def("candles_1m")
+    assert assets_def.op.pool == "binance"
+    retry = assets_def.op.retry_policy
+    assert retry is not None and retry.max_retries == 3
+    assert retry.backoff == Backoff.EXPONENTIAL and retry.jitter == Jitter.PLUS_MINUS
+    assert candles.code_version is not None
+
+    check_specs = list(defs.get_repository_def().asset_graph.asset_check_keys)
+    assert len(check_specs) == 5
+    checks_def = next(iter(defs.asset_checks or []))
+    assert all(spec.blocking for spec in checks_def.check_specs)
+
+
+def test_auto_source_opens_binance_without_network_or_synthetic_fallback() -> None:
+    """Scheduled runs must never swap in simulated candles because Binance was unreachable."""
+    assert MarketSourceResource(source_name="auto").source().exchange == "binance"
+    assert MarketSourceResource(source_name="synthetic").source().exchange == "synthetic"

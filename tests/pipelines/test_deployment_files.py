@@ -1,0 +1,59 @@
+"""dagster.yaml, workspace.yaml and docker-compose.yml agree with each other and with Dagster 1.13's
+instance schema (the end-to-end tests run the same dagster.yaml for real)."""
+
+from __future__ import annotations
+
+import re
+import shutil
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from dagster._core.instance.config import dagster_instance_config
+
+from tests.pipelines.deployment import REPO
+
+DAGSTER_SERVICES = ("user-code", "webserver", "daemon")
+
+
+def _compose() -> dict[str, Any]:
+    return dict(yaml.safe_load((REPO / "docker-compose.yml").read_text()))
+
+
+def test_dagster_yaml_is_a_valid_1_13_instance_config(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    shutil.copy(REPO / "dagster.yaml", tmp_path / "dagster.yaml")
+    for name in re.findall(r"env: (\w+)", (REPO / "dagster.yaml").read_text()):
+        monkeypatch.setenv(name, "5432" if name.endswith("PORT") else "x")
+    config, _ = dagster_instance_config(str(tmp_path))
+
+    assert config["run_coordinator"]["class"] == "QueuedRunCoordinator"
+    assert config["concurrency"]["runs"]["max_concurrent_runs"] > 0
+    assert config["concurrency"]["pools"]["default_limit"] > 0
+    assert config["run_monitoring"]["free_slots_after_run_end_seconds"] > 0
+    assert config["storage"]["postgres"]["postgres_db"]["scheme"] == "postgresql+psycopg2"
+    assert "cryptota_core" in config["python_logs"]["managed_python_loggers"]
+
+
+def test_compose_runs_every_service_with_a_health_check() -> None:
+    services = _compose()["services"]
+    assert set(services) == {"timescaledb", "dagster-postgres", "redis", *DAGSTER_SERVICES}
+    assert services["timescaledb"]["image"] == "timescale/timescaledb:latest-pg15"
+    assert services["dagster-postgres"]["image"] == "postgres:15"
+    assert services["redis"]["image"] == "redis:7"
+    assert all("healthcheck" in service for service in services.values())
+    dagster_yaml_vars = set(re.findall(r"env: (\w+)", (REPO / "dagster.yaml").read_text()))
+    for name in DAGSTER_SERVICES:
+        assert dagster_yaml_vars <= set(services[name]["environment"]), name
+        assert services[name]["env_file"] == ".env"
+
+
+def test_workspace_points_at_the_user_code_server_compose_starts() -> None:
+    (location,) = yaml.safe_load((REPO / "workspace.yaml").read_text())["load_from"]
+    server = location["grpc_server"]
+    command = _compose()["services"]["user-code"]["command"]
+    assert server["host"] == "user-code" and server["location_name"] == "cryptota_pipelines"
+    assert command[command.index("-p") + 1] == str(server["port"])
+    assert command[command.index("-m") + 1] == "cryptota_pipelines.definitions"
