@@ -81,10 +81,14 @@ class CandleStore:
         self._timescale: bool | None = None
 
     @classmethod
-    def from_url(cls, url: str, *, create: bool = True) -> CandleStore:
+    def from_url(
+        cls, url: str, *, create: bool = True, retention_days: int | None = None
+    ) -> CandleStore:
+        """Connect to ``url``; with ``create``, also create the schema (and on TimescaleDB the
+        retention policy for ``retention_days``, CRYPTOTA_TIMESCALE_RETENTION_DAYS)."""
         store = cls(create_store_engine(url))
         if create:
-            store.create_schema()
+            store.create_schema(retention_days=retention_days)
         return store
 
     @property
@@ -235,6 +239,43 @@ class CandleStore:
             )
             if rows:
                 conn.execute(candle_gaps.insert(), rows)
+
+    def purge_before(self, cutoff: pd.Timestamp) -> int:
+        """Retention clean-up: delete every candle opening before ``cutoff`` and the gap records
+        that end before it, in one transaction; returns candles deleted. (On TimescaleDB the
+        retention policy drops whole chunks on its own schedule; this works everywhere.)"""
+        with translate_db_errors(self.engine), self.engine.begin() as conn:
+            deleted = conn.execute(
+                delete(candles).where(candles.c.open_time < cutoff.to_pydatetime())
+            )
+            conn.execute(delete(candle_gaps).where(candle_gaps.c.gap_end < cutoff.to_pydatetime()))
+        return int(deleted.rowcount)
+
+    def refresh_rollups(self, start: pd.Timestamp, end: pd.Timestamp) -> bool:
+        """Bring the TimescaleDB continuous aggregates up to date over ``[start, end)`` now rather
+        than at the next policy run; False (nothing to do) where rollups are resampled on read.
+        TimescaleDB refuses to refresh inside a transaction, hence the autocommit connection."""
+        if not (self.is_postgres and self.has_timescale):
+            return False
+        with translate_db_errors(self.engine):
+            autocommit = self.engine.connect().execution_options(isolation_level="AUTOCOMMIT")
+            with autocommit as conn:
+                timescale.refresh_aggregates(conn, start.isoformat(), end.isoformat())
+        return True
+
+    def rollup_counts(
+        self, exchange: str, symbol: str, start: pd.Timestamp, end: pd.Timestamp
+    ) -> dict[str, int]:
+        """How many 15m/1h/4h/1d candles the store serves for ``[start, end)``: what a backtest
+        at each interval would see."""
+        return {
+            interval: len(
+                self.read(
+                    SeriesKey(exchange=exchange, symbol=symbol, interval=interval), start, end
+                )
+            )
+            for interval in ROLLUP_INTERVALS
+        }
 
     def delete_range(self, key: SeriesKey, start: pd.Timestamp, end: pd.Timestamp) -> int:
         """Delete the candles of ``key`` opening in ``[start, end)``; returns rows deleted."""

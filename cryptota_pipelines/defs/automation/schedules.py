@@ -21,8 +21,6 @@ from pydantic import Field
 
 from cryptota_pipelines.resources import CandleStoreResource
 
-_EPOCH = pd.Timestamp(0, tz="UTC")
-
 
 class RetentionConfig(Config):
     """How much history to keep."""
@@ -34,13 +32,11 @@ class RetentionConfig(Config):
 def purge_old_candles(
     context: OpExecutionContext, config: RetentionConfig, candle_store: CandleStoreResource
 ) -> None:
-    """``CandleStore.delete_range`` from the epoch to the cut-off, for each stored series. Returns
-    nothing, so no IO manager writes (pickles) an output."""
-    store = candle_store.store()
+    """``CandleStore.purge_before`` the cut-off day. Returns nothing, so no IO manager writes
+    (pickles) an output."""
     cutoff = pd.Timestamp.now(tz="UTC").floor("D") - pd.Timedelta(days=config.keep_days)
-    for key in store.series():
-        deleted = store.delete_range(key, _EPOCH, cutoff)
-        context.log.info(f"{key}: deleted {deleted} candles opening before {cutoff.isoformat()}")
+    deleted = candle_store.store().purge_before(cutoff)
+    context.log.info(f"deleted {deleted} candles opening before {cutoff.isoformat()}")
 
 
 @job(description="Retention clean-up of the candle store.", tags={"cryptota/trigger": "retention"})

@@ -6,29 +6,15 @@ store resamples the 1m candles on read. Either way the asset reads each interval
 store and records how many candles it found, so a hole shows up here, next to the day it is in.
 """
 
-import pandas as pd
 from dagster import AssetExecutionContext, MaterializeResult, asset
 
-from cryptota_core.market.frame import SeriesKey
 from cryptota_core.market.intervals import ROLLUP_INTERVALS
-from cryptota_core.storage import timescale
-from cryptota_core.storage.candle_store import CandleStore
 from cryptota_pipelines.partitions import (
     CANDLE_BACKFILL_POLICY,
     CANDLE_PARTITIONS,
     series_windows,
 )
 from cryptota_pipelines.resources import CandleStoreResource, MarketSourceResource
-
-
-def refresh_timescale_aggregates(
-    store: CandleStore, start: pd.Timestamp, end: pd.Timestamp
-) -> None:
-    """Refresh the continuous aggregates over ``[start, end)``. TimescaleDB refuses to do this
-    inside a transaction, hence the autocommit connection. (Belongs in the core as
-    ``CandleStore.refresh_rollups(start, end)``; kept here, in one place, until it is there.)"""
-    with store.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
-        timescale.refresh_aggregates(conn, start.isoformat(), end.isoformat())
 
 
 @asset(
@@ -48,21 +34,9 @@ def candle_rollups(
     """Refresh the aggregates where they exist, then count each interval's candles per window."""
     store, exchange = candle_store.store(), market.source().exchange
     windows = series_windows(context.partition_keys)
-    if store.has_timescale:
-        refresh_timescale_aggregates(
-            store, min(w.start for w in windows), max(w.end for w in windows)
-        )
-    counts = {
-        interval: sum(
-            len(
-                store.read(
-                    SeriesKey(exchange=exchange, symbol=w.symbol, interval=interval), w.start, w.end
-                )
-            )
-            for w in windows
-        )
-        for interval in ROLLUP_INTERVALS
-    }
+    store.refresh_rollups(min(w.start for w in windows), max(w.end for w in windows))
+    per_window = [store.rollup_counts(exchange, w.symbol, w.start, w.end) for w in windows]
+    counts = {interval: sum(c[interval] for c in per_window) for interval in ROLLUP_INTERVALS}
     return MaterializeResult(
         metadata={
             **{f"candles_{interval}": n for interval, n in counts.items()},

@@ -178,3 +178,27 @@ def test_unreachable_database_error_hides_the_password() -> None:
     with pytest.raises(StorageError) as info:
         CandleStore.from_url("postgresql://user:hunter2@127.0.0.1:1/nope")
     assert "hunter2" not in str(info.value)
+
+
+def test_purge_before_deletes_old_candles_and_gaps_only(store: CandleStore) -> None:
+    frame = make_candles(START, 3 * 1440)
+    holed = frame.drop(frame.index[100:130])
+    store.upsert(BTC, holed)
+    store.upsert(ETH, make_candles(START, 3 * 1440, seed=2))
+    end = START + pd.Timedelta(days=3)
+    store.record_gaps(BTC, store.gap_report(BTC, START, end), START, end)
+    deleted = store.purge_before(START + pd.Timedelta(days=1))
+    assert deleted == (1440 - 30) + 1440
+    assert store.count(BTC, START, end) == 2 * 1440
+    assert store.count(ETH, START, end) == 2 * 1440
+    with store.engine.connect() as conn:
+        from cryptota_core.storage.schema import candle_gaps
+
+        assert conn.execute(candle_gaps.select()).all() == []
+
+
+def test_rollup_counts_and_refresh_on_plain_databases(store: CandleStore) -> None:
+    store.upsert(BTC, make_candles(START, 1440))
+    counts = store.rollup_counts("synthetic", "BTCUSDT", START, START + pd.Timedelta(days=1))
+    assert counts == {"15m": 96, "1h": 24, "4h": 6, "1d": 1}
+    assert store.refresh_rollups(START, START + pd.Timedelta(days=1)) is False
