@@ -32,6 +32,11 @@ typecheck: install
 pytest: install
 	$(BIN)/python -m pytest
 
+## The Dagster UI on the embedded default's instance (the one `make run` materialises into).
+ui: install
+	DAGSTER_HOME="$$($(BIN)/python -c 'from cryptota_core.settings import load_settings as s; h = s().resolved_dagster_home; h.mkdir(parents=True, exist_ok=True); print(h)')" \
+		$(BIN)/dagster dev -m cryptota_pipelines.definitions
+
 ## Benchmarks (never part of the tests): prints a table.
 bench: install
 	$(BIN)/python -m bench

@@ -83,6 +83,11 @@ class Settings(BaseSettings):
     timescale_retention_days: int | None = Field(
         default=None, gt=0, description="Drop 1m candle chunks older than this (TimescaleDB only)."
     )
+    dagster_home: Path | None = Field(
+        default=None,
+        validation_alias=AliasChoices("DAGSTER_HOME", "CRYPTOTA_DAGSTER_HOME"),
+        description="Dagster instance directory; default: dagster/ under CRYPTOTA_HOME.",
+    )
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     log_format: Literal["console", "json"] = "console"
 
@@ -127,12 +132,18 @@ class Settings(BaseSettings):
         return value.rstrip("/")
 
     @cached_property
+    def resolved_dagster_home(self) -> Path:
+        """The Dagster instance the demo and ``make ui`` share (a SQLite instance by default)."""
+        return (self.dagster_home or self.home / "dagster").expanduser()
+
+    @cached_property
     def resolved_database_url(self) -> str:
         """The store URL: the configured one, or a SQLite file under ``home``."""
         return self.database_url or f"sqlite:///{self.home / 'cryptota.db'}"
 
 
 _ENV_NAMES = {
+    "dagster_home": "DAGSTER_HOME",
     "binance_base_url": "BINANCE_BASE_URL",
     "binance_api_key": "BINANCE_API_KEY",
     "binance_api_secret": "BINANCE_API_SECRET",
