@@ -1,9 +1,11 @@
-"""Logging set-up for CryptoTA processes (CLI, Dagster code server, benchmarks).
+"""Logging set-up for CryptoTA processes (CLI, Dagster code server and run workers, benchmarks).
 
 The core logs through the standard ``logging`` module with structured fields passed as ``extra``;
 this module decides how records look: readable console lines locally, JSON lines in production
-(``CRYPTOTA_LOG_FORMAT=json``). Inside Dagster runs the same records are captured into the event log
-via ``python_logs`` in ``dagster.yaml``.
+(``CRYPTOTA_LOG_FORMAT=json``). Every record carries the orchestrator's run id once one is bound
+(:func:`bind_run_id`, called by the Dagster resources when a run starts), so a line in a log
+aggregator leads back to its run. Inside Dagster the same records also reach the run's event log
+through ``python_logs`` in ``dagster.yaml``.
 """
 
 from __future__ import annotations
@@ -13,23 +15,62 @@ import logging
 import sys
 from datetime import UTC, datetime
 
-_STANDARD = set(logging.makeLogRecord({}).__dict__) | {"message", "asctime"}
+_STANDARD = set(logging.makeLogRecord({}).__dict__) | {"message", "asctime", "run_id"}
+_run_id: str | None = None
+
+
+def bind_run_id(run_id: str | None) -> None:
+    """Stamp ``run_id`` on every CryptoTA log record from now on in this process (a Dagster run
+    worker runs one run; in-process runs rebind it per run)."""
+    global _run_id
+    _run_id = run_id
+
+
+def current_run_id() -> str | None:
+    """The run id bound by :func:`bind_run_id`, if any."""
+    return _run_id
+
+
+class RunIdFilter(logging.Filter):
+    """Adds ``record.run_id`` (None outside a run) to every record it sees."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if not hasattr(record, "run_id"):
+            record.run_id = _run_id
+        return True
 
 
 class JsonFormatter(logging.Formatter):
-    """One JSON object per line: time, level, logger, message and every ``extra`` field."""
+    """One JSON object per line: time, level, logger, run id, message and every ``extra``
+    field."""
 
     def format(self, record: logging.LogRecord) -> str:
         payload: dict[str, object] = {
             "time": datetime.fromtimestamp(record.created, tz=UTC).isoformat(),
             "level": record.levelname,
             "logger": record.name,
+            "run_id": getattr(record, "run_id", None),
             "message": record.getMessage(),
         }
         payload.update({k: v for k, v in record.__dict__.items() if k not in _STANDARD})
         if record.exc_info:
             payload["exception"] = self.formatException(record.exc_info)
         return json.dumps(payload, default=str)
+
+
+class ConsoleFormatter(logging.Formatter):
+    """``LEVEL logger [run abcd1234]: message`` — the run part only inside a run."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        run_id = getattr(record, "run_id", None)
+        run = f" [run {run_id[:8]}]" if run_id else ""
+        line = f"{record.levelname} {record.name}{run}: {record.getMessage()}"
+        if record.exc_info:
+            line += "\n" + self.formatException(record.exc_info)
+        return line
+
+
+_FILTER = RunIdFilter()
 
 
 def configure_logging(level: str = "INFO", fmt: str = "console") -> None:
@@ -41,9 +82,7 @@ def configure_logging(level: str = "INFO", fmt: str = "console") -> None:
             logger.removeHandler(handler)
     handler = logging.StreamHandler(sys.stderr)
     handler._cryptota = True  # type: ignore[attr-defined]
-    handler.setFormatter(
-        JsonFormatter()
-        if fmt == "json"
-        else logging.Formatter("%(levelname)s %(name)s: %(message)s")
-    )
+    # On the handler, not the logger: logger filters skip records propagated from child loggers.
+    handler.addFilter(_FILTER)
+    handler.setFormatter(JsonFormatter() if fmt == "json" else ConsoleFormatter())
     logger.addHandler(handler)
