@@ -22,7 +22,6 @@ from cryptota_core.ingest import (
     ingest,
     month_chunks,
     open_source,
-    resolve_source_name,
 )
 from cryptota_core.logs import configure_logging
 from cryptota_core.market.frame import SeriesKey, normalise_symbol, parse_symbols
@@ -144,28 +143,6 @@ def ingest_command(
         parse_interval(interval) if interval else settings.interval,
         *window,
     )
-    _print_summary(reports)
-
-
-@cli.command("demo")
-@click.option(
-    "--days",
-    default=30,
-    show_default=True,
-    type=click.IntRange(1, 366),
-    help="How many past UTC days to ingest.",
-)
-def demo_command(days: int) -> None:
-    """The main job on the embedded default: ingest the last DAYS days of 1m candles for the
-    configured symbols and summarise what is stored."""
-    settings = load_settings()
-    end = pd.Timestamp.now(tz="UTC").floor("D")
-    start = end - pd.Timedelta(days=days)
-    source_name = resolve_source_name(settings.source, settings)
-    if settings.source == "auto":
-        console.print(f"source=auto resolved to [bold]{source_name}[/]")
-    console.print(f"store: {settings.resolved_database_url}")
-    reports = _run_ingest(settings, source_name, settings.symbols, "1m", start, end)
     _print_summary(reports)
 
 

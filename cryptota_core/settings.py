@@ -70,14 +70,21 @@ class Settings(BaseSettings):
     strategy_grids: dict[str, dict[str, list[Any]]] = Field(
         default_factory=lambda: {
             "rsi": {"period": [7, 14, 21], "oversold": [20, 30], "overbought": [70, 80]},
+            # Oversold RSI above a rising short SMA: a pull-back inside an up-move.
             "rsi_ma": {
-                "period": [14],
-                "oversold": [25, 30],
-                "overbought": [70, 75],
-                "ma_period": [50],
+                "period": [7, 14],
+                "oversold": [35, 40],
+                "overbought": [65, 70],
+                "ma_period": [10],
             },
         },
         description="Parameter grids (JSON) whose combinations become the param_sets partitions.",
+    )
+    reoptimize_after_days: int = Field(
+        default=1, gt=0, description="New days of candles that trigger a symbol's re-backtest."
+    )
+    results_retention_days: int | None = Field(
+        default=None, gt=0, description="Purge backtest results older than this; unset keeps all."
     )
     cache_ttl_seconds: int = Field(default=7 * 86_400, gt=0)
     timescale_retention_days: int | None = Field(

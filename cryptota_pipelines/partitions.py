@@ -8,6 +8,9 @@ A run may cover one partition (the nightly schedule) or a whole key range (a bac
 hands a range run the rectangle of dates × symbols between two keys. :func:`series_windows` turns
 whatever set of keys a run got back into ``[start, end)`` windows per symbol, so the assets make
 one call into the core per symbol and contiguous stretch of days instead of one per day.
+
+Backtest work is cut per symbol × parameter set (:data:`BACKTEST_PARTITIONS`), both dynamic: the
+``param_set_sensor`` keeps ``param_sets`` equal to the slugs of ``CRYPTOTA_STRATEGY_GRIDS``.
 """
 
 from __future__ import annotations
@@ -34,12 +37,19 @@ CANDLE_HISTORY_START = "2017-08-17"
 
 DATE_DIMENSION = "date"
 SYMBOL_DIMENSION = "symbol"
+PARAM_SET_DIMENSION = "param_set"
 
 SYMBOLS_PARTITIONS = "symbols"
 """Name of the dynamic partitions holding the symbol universe."""
 
 symbol_partitions = DynamicPartitionsDefinition(name=SYMBOLS_PARTITIONS)
 """The symbol universe, kept in the Dagster instance (see ``symbol_universe_sensor``)."""
+
+PARAM_SETS_PARTITIONS = "param_sets"
+"""Name of the dynamic partitions holding the registered parameter-set slugs."""
+
+param_set_partitions = DynamicPartitionsDefinition(name=PARAM_SETS_PARTITIONS)
+"""Parameter-set slugs (``rsi-p14-os30-ob70``), kept in the instance by ``param_set_sensor``."""
 
 
 def daily_partitions(start_date: str = CANDLE_HISTORY_START) -> DailyPartitionsDefinition:
@@ -140,3 +150,42 @@ def utc_day(moment: datetime) -> date:
 def previous_days(today: date, count: int) -> list[date]:
     """The ``count`` UTC days before ``today``, oldest first."""
     return [today - timedelta(days=n) for n in range(count, 0, -1)]
+
+
+BACKTEST_PARTITIONS = MultiPartitionsDefinition(
+    {SYMBOL_DIMENSION: symbol_partitions, PARAM_SET_DIMENSION: param_set_partitions}
+)
+"""Partitions of ``backtest_runs``: keys read ``rsi-p14-os30-ob70|BTCUSDT`` (dimensions in name
+order)."""
+
+
+@dataclass(frozen=True)
+class BacktestKey:
+    """One backtest partition: a parameter set on a symbol."""
+
+    symbol: str
+    param_set: str
+
+    def __str__(self) -> str:
+        return backtest_partition_key(self.symbol, self.param_set)
+
+
+def backtest_partition_key(symbol: str, param_set: str) -> MultiPartitionKey:
+    """The backtest partition of ``param_set`` on ``symbol``."""
+    return MultiPartitionKey({SYMBOL_DIMENSION: symbol, PARAM_SET_DIMENSION: param_set})
+
+
+def backtest_keys(keys: Iterable[str]) -> list[BacktestKey]:
+    """The backtest partitions behind partition key strings, in the order given."""
+    dims = (BACKTEST_PARTITIONS.get_partition_key_from_str(k).keys_by_dimension for k in keys)
+    return [BacktestKey(d[SYMBOL_DIMENSION], d[PARAM_SET_DIMENSION]) for d in dims]
+
+
+def backtest_range_tags(symbols: Sequence[str], param_sets: Sequence[str]) -> dict[str, str]:
+    """Run tags that make one run cover every parameter set of ``param_sets`` on every symbol of
+    ``symbols``: the rectangle between the two corner keys. Both lists must be adjacent in the
+    instance's order of their dynamic partitions (a whole list, or a single entry, always is)."""
+    return {
+        ASSET_PARTITION_RANGE_START_TAG: backtest_partition_key(symbols[0], param_sets[0]),
+        ASSET_PARTITION_RANGE_END_TAG: backtest_partition_key(symbols[-1], param_sets[-1]),
+    }

@@ -1,22 +1,32 @@
-"""Dagster resources: thin, configurable handles on the core's store and candle sources.
+"""Dagster resources: thin, configurable handles on the core's stores, sources and cache.
 
-Resources hold configuration only; the database and the sources are opened the first time a run
-asks for them, never at import, so loading the code location touches neither the network nor a
-database. The store URL can carry a password, so in production it enters as
-``EnvVar("CRYPTOTA_DATABASE_URL")`` and the UI shows the variable's name, never its value.
+Resources hold configuration only; the database, the sources and Redis are opened the first time
+a run asks for them, never at import, so loading the code location touches neither the network
+nor a database. The store and Redis URLs can carry a password, so in production they enter as
+``EnvVar("CRYPTOTA_DATABASE_URL")`` and ``EnvVar("CRYPTOTA_REDIS_URL")`` and the UI shows the
+variable's name, never its value.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
+import pandas as pd
 from dagster import ConfigurableResource, EnvVar, InitResourceContext
 from pydantic import Field, PrivateAttr
 
+from cryptota_core.backtest.runs import (
+    BacktestWindow,
+    ParamSet,
+    backtest_window,
+    expand_param_grids,
+)
+from cryptota_core.cache import DEFAULT_TTL_SECONDS, BacktestCache, NullCache
 from cryptota_core.ingest import open_source
 from cryptota_core.market.sources.base import CandleSource
 from cryptota_core.settings import Settings, load_settings
 from cryptota_core.storage.candle_store import CandleStore
+from cryptota_core.storage.results_store import ResultsStore
 
 
 class CandleStoreResource(ConfigurableResource):
@@ -74,11 +84,93 @@ class MarketSourceResource(ConfigurableResource):
         return open_source(name, settings)
 
 
+class ResultsStoreResource(ConfigurableResource):
+    """The results store: backtest runs, their trades and equity curves, the leaderboard. Same
+    database as the candle store."""
+
+    database_url: str = Field(description="SQLAlchemy URL of the results store.")
+    retention_days: int | None = Field(
+        default=None,
+        description="Backtest runs created more than this many days ago are purged by "
+        "results_retention_job; unset keeps everything.",
+    )
+    _store: ResultsStore | None = PrivateAttr(default=None)
+
+    def store(self) -> ResultsStore:
+        """The store, connected (and its tables created) on first use in this process."""
+        if self._store is None:
+            self._store = ResultsStore.from_url(self.database_url)
+        return self._store
+
+    def teardown_after_execution(self, context: InitResourceContext) -> None:
+        """Close the connection pool when the step ends."""
+        if self._store is not None:
+            self._store.engine.dispose()
+            self._store = None
+
+
+class BacktestCacheResource(ConfigurableResource):
+    """The backtest cache: Redis at ``redis_url``, or a no-op cache when it is unset. A cache
+    that fails mid-run switches itself off; a backtest never fails because of it."""
+
+    redis_url: str | None = Field(
+        default=None, description="redis:// URL of the cache (CRYPTOTA_REDIS_URL); unset = off."
+    )
+    ttl_seconds: int = Field(
+        default=DEFAULT_TTL_SECONDS, gt=0, description="How long a cached backtest lives."
+    )
+    _cache: BacktestCache | NullCache | None = PrivateAttr(default=None)
+
+    def cache(self) -> BacktestCache | NullCache:
+        """The cache (no connection until the first lookup); its hit counter covers this step."""
+        if self._cache is None:
+            self._cache = (
+                BacktestCache.from_url(self.redis_url, ttl_seconds=self.ttl_seconds)
+                if self.redis_url
+                else NullCache()
+            )
+        return self._cache
+
+    def teardown_after_execution(self, context: InitResourceContext) -> None:
+        if self._cache is not None:
+            self._cache.close()
+            self._cache = None
+
+
+class BacktestConfigResource(ConfigurableResource):
+    """What the pipeline backtests: the window, the parameter grids, and when to re-optimise."""
+
+    interval: str = Field(default="1h", description="Candle interval (CRYPTOTA_BACKTEST_INTERVAL).")
+    days: int = Field(
+        default=30, gt=0, description="Window: the last N full UTC days (CRYPTOTA_BACKTEST_DAYS)."
+    )
+    strategy_grids: dict[str, dict[str, list[Any]]] = Field(
+        default_factory=dict,
+        description="Parameter grids per strategy (CRYPTOTA_STRATEGY_GRIDS); their combinations "
+        "are the param_sets partitions.",
+    )
+    reoptimize_after_days: int = Field(
+        default=1,
+        gt=0,
+        description="reoptimization_sensor re-runs a symbol's backtests after this many new days "
+        "of its candles inside the window.",
+    )
+
+    def window(self, today: pd.Timestamp | None = None) -> BacktestWindow:
+        """The window backtests run on now (or on ``today``)."""
+        settings = load_settings(backtest_interval=self.interval, backtest_days=self.days)
+        return backtest_window(settings, today)
+
+    def param_sets(self) -> list[ParamSet]:
+        """Every valid combination of the grids (unknown strategies or parameters raise)."""
+        return expand_param_grids(self.strategy_grids)
+
+
 def resources_from_settings(settings: Settings) -> dict[str, Any]:
     """The resources of the code location, configured from CryptoTA's settings.
 
-    A store URL that came from the environment is passed as ``EnvVar`` (it may hold a password);
-    the embedded default, a SQLite file under ``CRYPTOTA_HOME``, is not a secret."""
+    A store or Redis URL that came from the environment is passed as ``EnvVar`` (it may hold a
+    password); the embedded default, a SQLite file under ``CRYPTOTA_HOME``, is not a secret."""
     database_url: str | EnvVar = (
         EnvVar("CRYPTOTA_DATABASE_URL") if settings.database_url else settings.resolved_database_url
     )
@@ -91,5 +183,22 @@ def resources_from_settings(settings: Settings) -> dict[str, Any]:
             synthetic_seed=settings.synthetic_seed,
             archive_url=settings.archive_url,
             symbols=list(settings.symbols),
+        ),
+        # results_retention_days and reoptimize_after_days are not Settings fields yet (asked of
+        # the core as CRYPTOTA_RESULTS_RETENTION_DAYS / CRYPTOTA_REOPTIMIZE_AFTER_DAYS); until
+        # they are, retention stays off and re-optimisation waits for one new day.
+        "results_store": ResultsStoreResource(
+            database_url=database_url,
+            retention_days=settings.results_retention_days,
+        ),
+        "backtest_cache": BacktestCacheResource(
+            redis_url=EnvVar("CRYPTOTA_REDIS_URL") if settings.redis_url else None,
+            ttl_seconds=settings.cache_ttl_seconds,
+        ),
+        "backtest_config": BacktestConfigResource(
+            interval=settings.backtest_interval,
+            days=settings.backtest_days,
+            strategy_grids=settings.strategy_grids,
+            reoptimize_after_days=settings.reoptimize_after_days,
         ),
     }

@@ -8,7 +8,7 @@ results store.
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -81,17 +81,28 @@ def register_param_sets(results: ResultsStore, param_sets: list[ParamSet]) -> li
     return [p.slug for p in param_sets]
 
 
+def resolve_param_sets(results: ResultsStore, slugs: Iterable[str]) -> dict[str, ParamSet]:
+    """The registered parameter sets called ``slugs`` (one read of the table for all of them)."""
+    found = results.param_sets()
+    registered = {
+        str(slug): ParamSet(str(slug), str(strategy), dict(params))
+        for slug, strategy, params in zip(
+            found["slug"], found["strategy"], found["params"], strict=True
+        )
+    }
+    wanted = list(dict.fromkeys(slugs))
+    unknown = [slug for slug in wanted if slug not in registered]
+    if unknown:
+        raise InvalidInputError(
+            f"unknown parameter set {unknown[0]!r}: register it first (the param_set_sensor does "
+            "this from CRYPTOTA_STRATEGY_GRIDS)"
+        )
+    return {slug: registered[slug] for slug in wanted}
+
+
 def resolve_param_set(results: ResultsStore, slug: str) -> ParamSet:
     """The registered parameter set called ``slug``."""
-    found = results.param_sets()
-    row = found[found["slug"] == slug]
-    if row.empty:
-        raise InvalidInputError(
-            f"unknown parameter set {slug!r}: register it first (the param_set_sensor does this "
-            "from CRYPTOTA_STRATEGY_GRIDS)"
-        )
-    record = row.iloc[0]
-    return ParamSet(slug, str(record["strategy"]), dict(record["params"]))
+    return resolve_param_sets(results, [slug])[slug]
 
 
 def run_and_store(
@@ -103,10 +114,13 @@ def run_and_store(
     window: BacktestWindow,
     cache: ResultCache | None = None,
     run_id: str | None = None,
+    candles: CandleInput | None = None,
 ) -> StoredRun:
     """Backtest ``param_set`` on ``symbol`` over ``window`` and save it (idempotently, keyed by
-    the partition) with its candle fingerprint, code version and run id."""
-    candles = candles_from_store(store, symbol, window.interval, window.start, window.end)
+    the partition) with its candle fingerprint, code version and run id. ``candles`` saves the
+    read when the caller already holds the window's candles of ``symbol``."""
+    if candles is None:
+        candles = candles_from_store(store, symbol, window.interval, window.start, window.end)
     if len(candles.frame) < 2:
         raise NoDataError(
             f"only {len(candles.frame)} {window.interval} candles for {symbol} in the backtest "
@@ -125,3 +139,38 @@ def run_and_store(
     )
     cached = cache is not None and cache.hits > hits_before
     return StoredRun(run_key, result, candles, cached)
+
+
+def run_many(
+    store: CandleStore,
+    results: ResultsStore,
+    partitions: Iterable[tuple[str, str]],
+    *,
+    window: BacktestWindow,
+    cache: ResultCache | None = None,
+    run_id: str | None = None,
+) -> list[StoredRun]:
+    """:func:`run_and_store` for each ``(symbol, slug)``, in order, reading each symbol's
+    candles and the parameter sets once (what one single-run backfill of many partitions does)."""
+    pairs = list(partitions)
+    param_sets = resolve_param_sets(results, (slug for _, slug in pairs))
+    candles: dict[str, CandleInput] = {}
+    runs = []
+    for symbol, slug in pairs:
+        if symbol not in candles:
+            candles[symbol] = candles_from_store(
+                store, symbol, window.interval, window.start, window.end
+            )
+        runs.append(
+            run_and_store(
+                store,
+                results,
+                symbol=symbol,
+                param_set=param_sets[slug],
+                window=window,
+                cache=cache,
+                run_id=run_id,
+                candles=candles[symbol],
+            )
+        )
+    return runs

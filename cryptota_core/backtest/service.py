@@ -71,7 +71,7 @@ def candles_from_store(
         frame = store.read(key, start, end)
         if not frame.empty:
             if candidate == "synthetic":
-                log.warning("backtesting on SYNTHETIC candles for %s (no Binance data)", symbol)
+                log.info("backtesting on SYNTHETIC candles for %s (no Binance data)", symbol)
             return CandleInput(frame, key, interval, frame_fingerprint(frame), f"store:{key}")
     raise NoDataError(
         f"no candles for {symbol} {interval} in [{start.isoformat()}, {end.isoformat()}); run "

@@ -354,7 +354,7 @@ class ResultsStore:
                 {"slug": result.slug, "strategy": result.strategy, "params": params},
                 update=False,
             )
-        log.info(
+        log.debug(
             "saved backtest %s %s %s (%d trades, %d equity points)",
             symbol,
             result.slug,

@@ -1,1 +1,2 @@
-"""Dagster definitions by domain: ingestion, rollups, automation. Each package exports ``defs``."""
+"""Dagster definitions by domain: ingestion, rollups, backtests, automation. Each package exports
+``defs``."""

@@ -1,4 +1,4 @@
-"""The `cryptota` command: ingest and demo, and one clear line for every kind of bad input."""
+"""The `cryptota` command: ingest, and one clear line for every kind of bad input."""
 
 from __future__ import annotations
 
@@ -45,16 +45,6 @@ def test_ingest_synthetic_prints_summary_and_is_idempotent(
     assert main(args) == 0
     assert _count(database_url, "BTCUSDT") == 3 * 1440
     assert _count(database_url, "ETHUSDT") == 3 * 1440
-
-
-def test_demo_ingests_the_default_symbols(
-    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], sqlite_url: str
-) -> None:
-    monkeypatch.setenv("CRYPTOTA_DATABASE_URL", sqlite_url)
-    assert main(["demo", "--days", "2"]) == 0
-    out = capsys.readouterr().out
-    assert "BTCUSDT" in out and "ETHUSDT" in out and "2,880" in out
-    assert _count(sqlite_url, "BTCUSDT") == 2 * 1440
 
 
 @pytest.mark.parametrize(
@@ -111,7 +101,7 @@ def test_invalid_setting_names_the_variable(
     monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     monkeypatch.setenv("CRYPTOTA_INTERVAL", "2w")
-    assert main(["demo"]) == 1
+    assert main(["ingest", "--start", "2024-01-01", "--end", "2024-01-02"]) == 1
     err = capsys.readouterr().err.strip()
     assert err.startswith("error: CRYPTOTA_INTERVAL='2w' is invalid")
     assert len(err.splitlines()) == 1

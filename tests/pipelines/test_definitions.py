@@ -11,11 +11,14 @@ from pathlib import Path
 
 from dagster import (
     AssetKey,
+    BackfillPolicy,
     Backoff,
     DailyPartitionsDefinition,
     Definitions,
     DynamicPartitionsDefinition,
+    IdentityPartitionMapping,
     Jitter,
+    MultiPartitionMapping,
     MultiPartitionsDefinition,
 )
 
@@ -57,17 +60,31 @@ def test_definitions_import_without_environment_does_no_io(tmp_path: Path) -> No
     assert done.returncode == 0, done.stderr
     loaded = json.loads(done.stdout.strip().splitlines()[-1])
     assert loaded == {
-        "assets": ["candle_rollups", "candles_1m"],
+        "assets": ["backtest_runs", "candle_rollups", "candles_1m", "strategy_leaderboard"],
         "checks": [
             "completeness",
+            "equity_matches_trades",
+            "metrics_finite_or_null",
             "no_duplicates",
             "no_future_candles",
             "ohlc_sanity",
             "volume_non_negative",
         ],
-        "jobs": ["__ASSET_JOB", "candle_ingestion_job", "candle_retention_job"],
-        "schedules": ["candle_retention_schedule", "nightly_candle_ingestion_schedule"],
-        "sensors": ["symbol_universe_sensor"],
+        "jobs": [
+            "__ASSET_JOB",
+            "backtest_job",
+            "candle_ingestion_job",
+            "candle_retention_job",
+            "results_retention_job",
+        ],
+        "schedules": [
+            "candle_retention_schedule",
+            "nightly_backtest_schedule",
+            "nightly_candle_ingestion_schedule",
+            "results_retention_schedule",
+            "weekly_walk_forward_schedule",
+        ],
+        "sensors": ["param_set_sensor", "reoptimization_sensor", "symbol_universe_sensor"],
     }
     # The embedded default store is a SQLite file under ~/.cryptota: not even its directory exists.
     assert not (tmp_path / ".cryptota").exists()
@@ -119,10 +136,54 @@ def test_candle_assets_carry_the_orchestration_contract(defs: Definitions) -> No
     assert retry.backoff == Backoff.EXPONENTIAL and retry.jitter == Jitter.PLUS_MINUS
     assert candles.code_version is not None
 
-    check_specs = list(defs.get_repository_def().asset_graph.asset_check_keys)
-    assert len(check_specs) == 5
-    checks_def = next(iter(defs.asset_checks or []))
-    assert all(spec.blocking for spec in checks_def.check_specs)
+    candle_checks = [
+        spec
+        for checks_def in defs.asset_checks or []
+        for spec in checks_def.check_specs
+        if spec.asset_key == AssetKey("candles_1m")
+    ]
+    assert len(candle_checks) == 5 and all(spec.blocking for spec in candle_checks)
+
+
+def test_backtest_assets_carry_the_orchestration_contract(defs: Definitions) -> None:
+    graph = defs.get_repository_def().asset_graph
+    runs, board = graph.get(AssetKey("backtest_runs")), graph.get(AssetKey("strategy_leaderboard"))
+
+    assert runs.group_name == board.group_name == "backtests"
+    assert runs.parent_keys == {AssetKey("candles_1m")}
+    assert board.parent_keys == {AssetKey("backtest_runs")} and board.partitions_def is None
+    partitions = runs.partitions_def
+    assert isinstance(partitions, MultiPartitionsDefinition)
+    dims = {d.name: d.partitions_def for d in partitions.partitions_defs}
+    assert {name: getattr(d, "name", None) for name, d in dims.items()} == {
+        "symbol": "symbols",
+        "param_set": "param_sets",
+    }
+    # A refresh of every symbol × parameter set loops in one run instead of one run per partition.
+    assert runs.backfill_policy == BackfillPolicy.single_run()
+    # Each backtest depends on its own symbol's candles (every day), whatever its parameter set.
+    mapping = graph.get_partition_mapping(AssetKey("backtest_runs"), AssetKey("candles_1m"))
+    assert isinstance(mapping, MultiPartitionMapping)
+    assert {
+        upstream: (m.dimension_name, type(m.partition_mapping))
+        for upstream, m in mapping.downstream_mappings_by_upstream_dimension.items()
+    } == {"symbol": ("symbol", IdentityPartitionMapping)}
+    assets_def = defs.get_assets_def("backtest_runs")
+    retry = assets_def.op.retry_policy
+    assert retry is not None and retry.backoff == Backoff.EXPONENTIAL
+    assert runs.code_version is not None and board.code_version is not None
+
+    backtest_checks = [
+        spec
+        for checks_def in defs.asset_checks or []
+        for spec in checks_def.check_specs
+        if spec.asset_key == AssetKey("backtest_runs")
+    ]
+    assert {spec.name for spec in backtest_checks} == {
+        "metrics_finite_or_null",
+        "equity_matches_trades",
+    }
+    assert all(spec.blocking for spec in backtest_checks)
 
 
 def test_auto_source_opens_binance_without_network_or_synthetic_fallback() -> None:

@@ -5,6 +5,7 @@ GraphQL must cover its partitions in a few range runs, and the webserver must se
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -14,6 +15,7 @@ import pytest
 
 from cryptota_core.market.frame import SeriesKey
 from cryptota_core.storage.candle_store import CandleStore
+from cryptota_core.storage.results_store import ResultsStore
 from cryptota_pipelines.defs.ingestion.sensors import NEW_SYMBOL_DAYS
 from tests.pipelines.conftest import SYMBOLS, temporary_database
 from tests.pipelines.deployment import (
@@ -28,6 +30,7 @@ pytestmark = pytest.mark.postgres
 
 RUN_TIMEOUT = 180
 FINISHED = {"SUCCESS", "FAILURE", "CANCELED"}
+BACKTEST_GRIDS = {"rsi": {"period": [7, 14, 21], "oversold": [30], "overbought": [70]}}
 
 _RUNS = """
 query Runs($filter: RunsFilter) {
@@ -62,6 +65,9 @@ def deployment(
         "CRYPTOTA_DATABASE_URL": candles_url,
         "CRYPTOTA_SOURCE": "synthetic",
         "CRYPTOTA_SYMBOLS": ",".join(SYMBOLS),
+        # Backtests on the 7 days the symbol sensor ingests, over a 3-set grid.
+        "CRYPTOTA_BACKTEST_DAYS": "7",
+        "CRYPTOTA_STRATEGY_GRIDS": json.dumps(BACKTEST_GRIDS),
     }
     with (
         temporary_database(postgres_admin_url) as storage_url,
@@ -94,9 +100,8 @@ def _wait_until_finished(
         raise
 
 
-@pytest.fixture(scope="module")
-def sensor_runs(deployment: Deployment) -> list[dict[str, Any]]:
-    """Turn on symbol_universe_sensor through GraphQL and wait for the runs it launches."""
+def _start_sensor(deployment: Deployment, name: str) -> None:
+    """Turn a sensor on through GraphQL, as an operator would in the UI."""
     started = deployment.graphql(
         """
         mutation Start($selector: SensorSelector!) {
@@ -111,12 +116,18 @@ def sensor_runs(deployment: Deployment) -> list[dict[str, Any]]:
             "selector": {
                 "repositoryLocationName": LOCATION,
                 "repositoryName": REPOSITORY,
-                "sensorName": "symbol_universe_sensor",
+                "sensorName": name,
             }
         },
     )
     sensor = started["startSensor"]
     assert sensor["__typename"] == "Sensor" and sensor["sensorState"]["status"] == "RUNNING", sensor
+
+
+@pytest.fixture(scope="module")
+def sensor_runs(deployment: Deployment) -> list[dict[str, Any]]:
+    """Turn on symbol_universe_sensor through GraphQL and wait for the runs it launches."""
+    _start_sensor(deployment, "symbol_universe_sensor")
     tags = [{"key": "dagster/sensor_name", "value": "symbol_universe_sensor"}]
     return _wait_until_finished(deployment, tags, count=len(SYMBOLS))
 
@@ -152,10 +163,8 @@ def test_sensor_triggered_runs_go_from_queued_to_success(
         store.engine.dispose()
 
 
-def test_backfill_through_the_daemon_covers_its_range_in_few_runs(
-    deployment: Deployment, sensor_runs: list[dict[str, Any]]
-) -> None:
-    days = ["2024-01-01", "2024-01-02", "2024-01-03"]
+def _launch_backfill(deployment: Deployment, assets: list[str], partitions: list[str]) -> str:
+    """Launch a backfill through GraphQL, as the UI does; return its id."""
     launched = deployment.graphql(
         """
         mutation Backfill($params: LaunchBackfillParams!) {
@@ -168,13 +177,17 @@ def test_backfill_through_the_daemon_covers_its_range_in_few_runs(
         """,
         {
             "params": {
-                "assetSelection": [{"path": ["candles_1m"]}, {"path": ["candle_rollups"]}],
-                "partitionNames": [f"{d}|{s}" for d in days for s in SYMBOLS],
+                "assetSelection": [{"path": [asset]} for asset in assets],
+                "partitionNames": partitions,
             }
         },
     )["launchPartitionBackfill"]
     assert launched["__typename"] == "LaunchBackfillSuccess", launched
-    backfill_id = launched["backfillId"]
+    return str(launched["backfillId"])
+
+
+def _finished_backfill(deployment: Deployment, backfill_id: str) -> list[dict[str, Any]]:
+    """Wait for the daemon to finish the backfill; return its runs."""
 
     def backfill_done() -> str | None:
         status = deployment.graphql(
@@ -184,20 +197,108 @@ def test_backfill_through_the_daemon_covers_its_range_in_few_runs(
         )["partitionBackfillOrError"]["status"]
         return None if status in ("REQUESTED", "CANCELING", "FAILING") else str(status)
 
-    assert wait_for("the backfill to finish", backfill_done, RUN_TIMEOUT, 2.0) in (
-        "COMPLETED",
-        "COMPLETED_SUCCESS",
+    try:
+        status = wait_for("the backfill to finish", backfill_done, RUN_TIMEOUT, 2.0)
+    except TimeoutError:
+        _print_logs(deployment)
+        raise
+    assert status in ("COMPLETED", "COMPLETED_SUCCESS"), status
+    return _runs(deployment, [{"key": "dagster/backfill", "value": backfill_id}])
+
+
+def _range(run: dict[str, Any]) -> tuple[str, str]:
+    tags = {t["key"]: t["value"] for t in run["tags"]}
+    return tags["dagster/asset_partition_range_start"], tags["dagster/asset_partition_range_end"]
+
+
+def test_backfill_through_the_daemon_covers_its_range_in_few_runs(
+    deployment: Deployment, sensor_runs: list[dict[str, Any]]
+) -> None:
+    days = ["2024-01-01", "2024-01-02", "2024-01-03"]
+    backfill_id = _launch_backfill(
+        deployment,
+        ["candles_1m", "candle_rollups"],
+        [f"{d}|{s}" for d in days for s in SYMBOLS],
     )
-    runs = _runs(deployment, [{"key": "dagster/backfill", "value": backfill_id}])
+    runs = _finished_backfill(deployment, backfill_id)
 
     # The backfill policy turns 6 partitions into one range run per symbol, never one per day.
     assert len(runs) == len(SYMBOLS)
     assert {r["status"] for r in runs} == {"SUCCESS"}
-    ranges = sorted(
-        (tags["dagster/asset_partition_range_start"], tags["dagster/asset_partition_range_end"])
-        for tags in ({t["key"]: t["value"] for t in r["tags"]} for r in runs)
-    )
-    assert ranges == [(f"{days[0]}|{s}", f"{days[-1]}|{s}") for s in SYMBOLS]
+    assert sorted(map(_range, runs)) == [(f"{days[0]}|{s}", f"{days[-1]}|{s}") for s in SYMBOLS]
+
+
+def test_backtests_refresh_in_one_queued_run_and_backfill_in_one_run_per_symbol(
+    deployment: Deployment, sensor_runs: list[dict[str, Any]], candles_url: str
+) -> None:
+    """Backtests over the recent days the symbol sensor ingested (the 7-day window): a backfill
+    and a range run of the same partitions at once, leaving one stored result per partition."""
+    _start_sensor(deployment, "param_set_sensor")
+
+    def param_sets() -> list[str] | None:
+        node = deployment.graphql(
+            '{ assetNodeOrError(assetKey: {path: ["backtest_runs"]}) '
+            "{ ... on AssetNode { partitionKeysByDimension { name partitionKeys } } } }"
+        )["assetNodeOrError"]
+        dims = {d["name"]: d["partitionKeys"] for d in node["partitionKeysByDimension"]}
+        return dims["param_set"] or None
+
+    slugs = wait_for("param_set_sensor to add the param_sets", param_sets, RUN_TIMEOUT, 1.0)
+    assert slugs == ["rsi-p7-os30-ob70", "rsi-p14-os30-ob70", "rsi-p21-os30-ob70"]
+    partitions = [f"{p}|{s}" for p in slugs for s in SYMBOLS]
+
+    # A UI backfill of every partition, picked up by the daemon on its next pass...
+    backfill_id = _launch_backfill(deployment, ["backtest_runs"], partitions)
+    # ...and meanwhile what the nightly schedule launches: one queued run over all of them.
+    launched = deployment.graphql(
+        """
+        mutation Launch($params: ExecutionParams!) {
+          launchRun(executionParams: $params) {
+            __typename
+            ... on LaunchRunSuccess { run { runId } }
+            ... on PythonError { message }
+          }
+        }
+        """,
+        {
+            "params": {
+                "selector": {
+                    "repositoryLocationName": LOCATION,
+                    "repositoryName": REPOSITORY,
+                    "jobName": "backtest_job",
+                },
+                "executionMetadata": {
+                    "tags": [
+                        {"key": "dagster/asset_partition_range_start", "value": partitions[0]},
+                        {"key": "dagster/asset_partition_range_end", "value": partitions[-1]},
+                        {"key": "cryptota/trigger", "value": "manual"},
+                    ]
+                },
+            }
+        },
+    )["launchRun"]
+    assert launched["__typename"] == "LaunchRunSuccess", launched
+
+    (run,) = _wait_until_finished(deployment, [{"key": "cryptota/trigger", "value": "manual"}], 1)
+    assert run["status"] == "SUCCESS"
+    events = deployment.graphql(_RUN_EVENTS, {"runId": run["runId"]})["logsForRun"]["events"]
+    # All 6 backtest partitions and the leaderboard (after both checks passed), in one run.
+    assert [e["__typename"] for e in events].count("MaterializationEvent") == len(partitions) + 1
+
+    # The daemon cuts a multi-partition single-run backfill into one range per key of the
+    # smaller dimension: here one run per symbol, each over every parameter set. Its runs are
+    # requested at once, so waiting for them (not for the daemon's pass that marks the
+    # backfill complete) is enough.
+    tags = [{"key": "dagster/backfill", "value": backfill_id}]
+    runs = _wait_until_finished(deployment, tags, count=len(SYMBOLS))
+    assert {r["status"] for r in runs} == {"SUCCESS"}
+    assert sorted(map(_range, runs)) == [(f"{slugs[0]}|{s}", f"{slugs[-1]}|{s}") for s in SYMBOLS]
+
+    results = ResultsStore.from_url(candles_url, create=False)
+    try:
+        assert results.count_runs() == len(partitions)  # three writers, one copy each
+    finally:
+        results.engine.dispose()
 
 
 def test_webserver_serves_the_asset_graph_and_partitions(
@@ -217,9 +318,16 @@ def test_webserver_serves_the_asset_graph_and_partitions(
         """
     )
     nodes = {tuple(n["assetKey"]["path"]): n for n in data["assetNodes"]}
-    assert set(nodes) == {("candles_1m",), ("candle_rollups",)}
+    assert set(nodes) == {
+        ("candles_1m",),
+        ("candle_rollups",),
+        ("backtest_runs",),
+        ("strategy_leaderboard",),
+    }
     assert nodes[("candles_1m",)]["groupName"] == "ingestion"
     assert nodes[("candle_rollups",)]["dependencyKeys"] == [{"path": ["candles_1m"]}]
+    assert nodes[("backtest_runs",)]["dependencyKeys"] == [{"path": ["candles_1m"]}]
+    assert nodes[("strategy_leaderboard",)]["dependencyKeys"] == [{"path": ["backtest_runs"]}]
 
     candles = data["assetNodeOrError"]
     dims = {d["name"]: d["partitionKeys"] for d in candles["partitionKeysByDimension"]}

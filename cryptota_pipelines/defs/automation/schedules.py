@@ -1,9 +1,10 @@
-"""Retention clean-up: candles older than the configured age leave the store.
+"""Retention clean-up: candles and backtest runs older than the configured ages leave the stores.
 
 On TimescaleDB the retention policy (``CRYPTOTA_TIMESCALE_RETENTION_DAYS``) already drops old
-chunks; on plain PostgreSQL and SQLite this job does the same with the same setting. It deletes
-whole UTC days only (the cut-off is midnight), and a launch by hand must state ``keep_days``:
-nothing destructive runs on a default.
+chunks; on plain PostgreSQL and SQLite ``candle_retention_job`` does the same with the same setting.
+``results_retention_job`` deletes backtest runs (with their trades and equity curves) created before
+the cut-off; parameter sets stay. Both cut at midnight UTC, and a launch by hand must state
+``keep_days``: nothing destructive runs on a default.
 """
 
 import pandas as pd
@@ -19,13 +20,18 @@ from dagster import (
 )
 from pydantic import Field
 
-from cryptota_pipelines.resources import CandleStoreResource
+from cryptota_pipelines.resources import CandleStoreResource, ResultsStoreResource
 
 
 class RetentionConfig(Config):
     """How much history to keep."""
 
-    keep_days: int = Field(gt=0, description="Keep candles of the last this many UTC days.")
+    keep_days: int = Field(gt=0, description="Keep what is younger than this many UTC days.")
+
+
+def retention_cutoff(keep_days: int) -> pd.Timestamp:
+    """Midnight UTC ``keep_days`` days before today."""
+    return pd.Timestamp.now(tz="UTC").floor("D") - pd.Timedelta(days=keep_days)
 
 
 @op(description="Delete every series' candles opening before the cut-off day.")
@@ -34,7 +40,7 @@ def purge_old_candles(
 ) -> None:
     """``CandleStore.purge_before`` the cut-off day. Returns nothing, so no IO manager writes
     (pickles) an output."""
-    cutoff = pd.Timestamp.now(tz="UTC").floor("D") - pd.Timedelta(days=config.keep_days)
+    cutoff = retention_cutoff(config.keep_days)
     deleted = candle_store.store().purge_before(cutoff)
     context.log.info(f"deleted {deleted} candles opening before {cutoff.isoformat()}")
 
@@ -59,3 +65,38 @@ def candle_retention_schedule(
         return SkipReason("retention is off: set CRYPTOTA_TIMESCALE_RETENTION_DAYS to purge")
     config = RetentionConfig(keep_days=candle_store.retention_days)
     return RunRequest(run_config={"ops": {"purge_old_candles": {"config": config.model_dump()}}})
+
+
+@op(description="Delete the backtest runs created before the cut-off day, trades and equity too.")
+def purge_old_backtest_runs(
+    context: OpExecutionContext, config: RetentionConfig, results_store: ResultsStoreResource
+) -> None:
+    """``ResultsStore.purge_before`` the cut-off day (parameter sets are kept)."""
+    cutoff = retention_cutoff(config.keep_days)
+    deleted = results_store.store().purge_before(cutoff)
+    context.log.info(f"deleted {deleted} backtest runs created before {cutoff.isoformat()}")
+
+
+@job(description="Retention clean-up of the results store.", tags={"cryptota/trigger": "retention"})
+def results_retention_job() -> None:
+    purge_old_backtest_runs()
+
+
+@schedule(
+    job=results_retention_job,
+    cron_schedule="45 3 * * *",
+    execution_timezone="UTC",
+    name="results_retention_schedule",
+    description="Daily at 03:45 UTC: purge backtest runs older than "
+    "CRYPTOTA_RESULTS_RETENTION_DAYS.",
+)
+def results_retention_schedule(
+    context: ScheduleEvaluationContext, results_store: ResultsStoreResource
+) -> RunRequest | SkipReason:
+    """Run the purge with the configured age, or skip, saying why, when retention is off."""
+    if results_store.retention_days is None:
+        return SkipReason("results retention is off: set CRYPTOTA_RESULTS_RETENTION_DAYS to purge")
+    config = RetentionConfig(keep_days=results_store.retention_days)
+    return RunRequest(
+        run_config={"ops": {"purge_old_backtest_runs": {"config": config.model_dump()}}}
+    )

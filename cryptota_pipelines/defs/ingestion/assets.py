@@ -38,18 +38,20 @@ from cryptota_pipelines.resources import CandleStoreResource, MarketSourceResour
 EXCHANGE_POOL = "binance"
 """Concurrency pool of every step that calls the exchange or its archive (see dagster.yaml)."""
 
-_NOT_RETRYABLE = (ConfigError, InvalidInputError, DataError)
+NOT_RETRYABLE: tuple[type[Exception], ...] = (ConfigError, InvalidInputError, DataError)
 """Errors a retry cannot fix (bad settings, bad symbol, data failing validation)."""
 
 
 @contextmanager
-def _fail_fast_on_bad_input() -> Iterator[None]:
+def fail_fast_on_bad_input(
+    not_retryable: tuple[type[Exception], ...] = NOT_RETRYABLE,
+) -> Iterator[None]:
     """Turn errors a retry cannot fix into a Dagster failure that skips the retry policy, keeping
     the core's one-line message; transient ones (source unavailable, database down) propagate
     and are retried."""
     try:
         yield
-    except _NOT_RETRYABLE as e:
+    except not_retryable as e:
         raise Failure(description=str(e), allow_retries=False) from e
 
 
@@ -76,7 +78,7 @@ def candles_1m(
     def progress(key: SeriesKey, start: pd.Timestamp, end: pd.Timestamp, received: int) -> None:
         context.log.info(f"{key}: {received} candles in [{start.date()}, {end.date()})")
 
-    with _fail_fast_on_bad_input():
+    with fail_fast_on_bad_input():
         store, source = candle_store.store(), market.source()
         reports = [
             ingest_series(store, source, w.symbol, BASE_INTERVAL, w.start, w.end, on_chunk=progress)

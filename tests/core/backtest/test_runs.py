@@ -12,6 +12,7 @@ from cryptota_core.backtest.runs import (
     register_param_sets,
     resolve_param_set,
     run_and_store,
+    run_many,
 )
 from cryptota_core.errors import InvalidInputError, NoDataError
 from cryptota_core.ingest import ingest_series
@@ -74,3 +75,28 @@ def test_unknown_slug_and_missing_candles_are_clear(sqlite_url: str) -> None:
     register_param_sets(results, sets)
     with pytest.raises(NoDataError, match="cryptota ingest --symbols BTCUSDT"):
         run_and_store(store, results, symbol="BTCUSDT", param_set=sets[0], window=WINDOW)
+
+
+def test_run_many_reads_each_symbol_once_and_matches_single_runs(sqlite_url: str) -> None:
+    store = CandleStore.from_url(sqlite_url)
+    results = ResultsStore.from_url(sqlite_url)
+    for symbol in ("BTCUSDT", "ETHUSDT"):
+        ingest_series(store, SyntheticSource(seed=2), symbol, "1h", START, WINDOW.end)
+    sets = expand_param_grids({"rsi": {"period": [7, 14], "oversold": [30], "overbought": [70]}})
+    slugs = register_param_sets(results, sets)
+    pairs = [(symbol, slug) for symbol in ("BTCUSDT", "ETHUSDT") for slug in slugs]
+    many = run_many(store, results, pairs, window=WINDOW, run_id="batch")
+    assert [(r.candles.key.symbol, r.result.slug) for r in many if r.candles.key] == pairs
+    assert many[0].candles is many[1].candles  # one read for BTCUSDT's two parameter sets
+    single = run_and_store(
+        store,
+        results,
+        symbol="ETHUSDT",
+        param_set=resolve_param_set(results, slugs[1]),
+        window=WINDOW,
+    )
+    assert single.run_key == many[3].run_key
+    pd.testing.assert_series_equal(single.result.equity, many[3].result.equity)
+    assert results.count_runs() == 4
+    with pytest.raises(InvalidInputError, match="unknown parameter set 'rsi-p99'"):
+        run_many(store, results, [("BTCUSDT", "rsi-p99")], window=WINDOW)

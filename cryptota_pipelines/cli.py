@@ -1,0 +1,73 @@
+"""The ``cryptota`` console script: the core's commands plus ``demo``, the one command that
+runs the Dagster asset graph (the core itself never imports Dagster)."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Sequence
+
+import click
+from rich.table import Table
+
+from cryptota_core.cli import cli, console, out
+from cryptota_core.cli import main as core_main
+from cryptota_core.settings import load_settings
+
+
+@cli.command("demo")
+@click.option("--days", default=30, show_default=True, type=click.IntRange(2, 366),
+              help="How many past UTC days to ingest and backtest.")  # fmt: skip
+def demo_command(days: int) -> None:
+    """The main job on the embedded default: ingest the last DAYS days of 1m candles for the
+    configured symbols, build rollups, backtest every configured parameter set, rank them."""
+    from cryptota_pipelines.demo import run_demo
+
+    settings = load_settings()
+    console.print(f"store: {settings.resolved_database_url}")
+    with console.status("starting") as status:
+        result = run_demo(
+            settings, days=days, on_stage=lambda name: status.update(f"materialising {name}")
+        )
+    if result.source == "synthetic":
+        console.print(
+            "[bold yellow]SYNTHETIC DATA[/]: Binance was not reachable (source=auto) or "
+            "CRYPTOTA_SOURCE=synthetic; candles are simulated and stored under exchange "
+            "'synthetic'"
+        )
+    console.print(f"{result.runs} Dagster runs in {result.dagster_home}; `make ui` shows them")
+    board = result.leaderboard
+    table = Table(title=f"Strategy leaderboard ({result.source} candles, by Sharpe ratio)")
+    for column in ("symbol", "strategy", "rank", "slug", "sharpe", "return", "max dd", "trades",
+                   "win rate"):  # fmt: skip
+        table.add_column(
+            column,
+            justify="left" if column in ("symbol", "strategy", "slug") else "right",
+            no_wrap=column == "slug",
+        )
+    for row in board.itertuples(index=False):
+        table.add_row(
+            str(row.symbol),
+            str(row.strategy),
+            str(row.rank),
+            str(row.slug),
+            *(_fmt(getattr(row, name)) for name in HEADLINE),
+        )
+    out.print(table)
+
+
+HEADLINE = ("sharpe_ratio", "total_return", "max_drawdown", "trade_count", "win_rate")
+
+
+def _fmt(value: object) -> str:
+    if value is None or value != value:  # None or NaN
+        return "-"
+    return f"{value:,.4f}" if isinstance(value, float) else str(value)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the console script (errors: one line on stderr, non-zero exit)."""
+    return core_main(argv)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,252 @@
+"""``backtest_runs`` and ``strategy_leaderboard``: every parameter set on every symbol, ranked.
+
+``backtest_runs`` is partitioned symbol × parameter set and its backfill policy is single-run: a
+run covers a whole key range and hands it to :func:`cryptota_core.backtest.runs.run_many`, which
+reads each symbol's candles once and stores one result per partition, so refreshing every
+parameter set on every symbol is one run, not one run per partition. Saving is idempotent per
+partition (one copy per run key), so a retry or a re-run leaves exactly one stored result per
+partition.
+
+Each partition's materialisation records its own run key, headline metrics and candle
+fingerprint; all partitions of a run also carry the run's summary (the window, fingerprints per
+symbol, a table of the best results), and the best run of the range gets its equity curve drawn
+onto its own partition.
+"""
+
+import base64
+import math
+from collections.abc import Mapping
+from pathlib import Path
+from tempfile import TemporaryDirectory
+from typing import Any
+
+import pandas as pd
+from dagster import (
+    AssetDep,
+    AssetExecutionContext,
+    BackfillPolicy,
+    Backoff,
+    DimensionPartitionMapping,
+    IdentityPartitionMapping,
+    Jitter,
+    MaterializeResult,
+    MetadataValue,
+    MultiPartitionMapping,
+    RetryPolicy,
+    asset,
+)
+
+from cryptota_core.backtest.plot import plot_backtest
+from cryptota_core.backtest.runs import (
+    BacktestWindow,
+    StoredRun,
+    run_many,
+)
+from cryptota_core.errors import NoDataError
+from cryptota_core.storage.results_store import PROMOTED_METRICS
+from cryptota_pipelines.defs.ingestion.assets import (
+    NOT_RETRYABLE,
+    candles_1m,
+    fail_fast_on_bad_input,
+)
+from cryptota_pipelines.partitions import (
+    BACKTEST_PARTITIONS,
+    SYMBOL_DIMENSION,
+    BacktestKey,
+    backtest_keys,
+)
+from cryptota_pipelines.resources import (
+    BacktestCacheResource,
+    BacktestConfigResource,
+    CandleStoreResource,
+    ResultsStoreResource,
+)
+
+CANDLES_OF_THE_SYMBOL = MultiPartitionMapping(
+    {
+        SYMBOL_DIMENSION: DimensionPartitionMapping(
+            dimension_name=SYMBOL_DIMENSION, partition_mapping=IdentityPartitionMapping()
+        )
+    }
+)
+"""A backtest of a symbol reads that symbol's candles: same ``symbol``, every ``date`` (the window
+moves every day, so no fixed set of days stands for it), for every parameter set."""
+
+SUMMARY_ROWS = 25
+"""The run summary's table shows the best this many runs; every run's numbers are on its own
+partition, so metadata grows linearly with the partitions of a run, not quadratically."""
+
+LEADERBOARD_METRIC = "sharpe_ratio"
+LEADERBOARD_TOP = 10
+"""``strategy_leaderboard`` ranks by Sharpe ratio and keeps the best 10 per symbol and strategy."""
+
+_LEADERBOARD_SHOWN = [
+    "symbol",
+    "strategy",
+    "rank",
+    "slug",
+    *PROMOTED_METRICS,
+    "equity_final",
+    "exchange",
+    "interval",
+    "window_start",
+    "window_end",
+]
+
+
+@asset(
+    deps=[AssetDep(candles_1m, partition_mapping=CANDLES_OF_THE_SYMBOL)],
+    partitions_def=BACKTEST_PARTITIONS,
+    backfill_policy=BackfillPolicy.single_run(),
+    retry_policy=RetryPolicy(
+        max_retries=2, delay=30, backoff=Backoff.EXPONENTIAL, jitter=Jitter.PLUS_MINUS
+    ),
+    group_name="backtests",
+    kinds={"python", "postgres"},
+    code_version="1",
+    description="One parameter set backtested on one symbol over the configured window "
+    "(CRYPTOTA_BACKTEST_DAYS full UTC days at CRYPTOTA_BACKTEST_INTERVAL) with backtrader; "
+    "result, trades and equity curve in the results store.",
+)
+def backtest_runs(
+    context: AssetExecutionContext,
+    candle_store: CandleStoreResource,
+    results_store: ResultsStoreResource,
+    backtest_cache: BacktestCacheResource,
+    backtest_config: BacktestConfigResource,
+) -> MaterializeResult:
+    """Backtest every partition the run covers on the current window and store each result."""
+    window = backtest_config.window()
+    keys = dict(zip(context.partition_keys, backtest_keys(context.partition_keys), strict=True))
+    # Missing candles are the operator's to ingest: retrying in a minute would not find them.
+    with fail_fast_on_bad_input((*NOT_RETRYABLE, NoDataError)):
+        stored = run_many(
+            candle_store.store(),
+            results_store.store(),
+            [(key.symbol, key.param_set) for key in keys.values()],
+            window=window,
+            cache=backtest_cache.cache(),
+            run_id=context.run.run_id,
+        )
+        runs = dict(zip(keys, stored, strict=True))
+    for partition, run in runs.items():
+        context.add_asset_metadata(run_metadata(run), partition_key=partition)
+    best = max(runs, key=lambda partition: _rank_value(runs[partition]))
+    context.add_asset_metadata(
+        {"equity_curve": equity_curve_markdown(keys[best], runs[best])}, partition_key=best
+    )
+    return MaterializeResult(metadata=run_summary(keys, runs, best, window))
+
+
+def _number(value: float | None) -> float | None:
+    """A metric for metadata: undefined (None or NaN) as null."""
+    return float(value) if value is not None and math.isfinite(value) else None
+
+
+def _rank_value(run: StoredRun) -> float:
+    """What "best" means in a run's summary: the Sharpe ratio, undefined ranking last."""
+    sharpe = _number(run.result.metrics.get(LEADERBOARD_METRIC))
+    return -math.inf if sharpe is None else sharpe
+
+
+def run_metadata(run: StoredRun) -> dict[str, Any]:
+    """One partition's own materialisation metadata: where its result is and its headline."""
+    result = run.result
+    return {
+        "run_key": run.run_key,
+        "strategy": result.strategy,
+        "params": MetadataValue.json(result.params),
+        "bars": result.bars,
+        "cached": run.cached,
+        "candle_fingerprint": run.candles.fingerprint,
+        **{name: _number(result.metrics.get(name)) for name in PROMOTED_METRICS},
+        "equity_final": _number(result.equity_final),
+    }
+
+
+def equity_curve_markdown(key: BacktestKey, run: StoredRun) -> MetadataValue:
+    """The core's equity/drawdown plot of ``run`` inlined as a PNG, so the UI shows it."""
+    with TemporaryDirectory() as tmp:
+        png = plot_backtest(run.result, Path(tmp) / "equity.png").read_bytes()
+    encoded = base64.b64encode(png).decode("ascii")
+    return MetadataValue.md(
+        f"![equity curve of {key.param_set} on {key.symbol}](data:image/png;base64,{encoded})"
+    )
+
+
+def run_summary(
+    keys: Mapping[str, BacktestKey],
+    runs: Mapping[str, StoredRun],
+    best: str,
+    window: BacktestWindow,
+) -> dict[str, Any]:
+    """What every partition of the run records about the whole run (``best`` is the partition
+    with the highest Sharpe ratio)."""
+    fingerprints = {keys[p].symbol: run.candles.fingerprint for p, run in runs.items()}
+    exchanges = sorted({run.candles.key.exchange for run in runs.values() if run.candles.key})
+    metadata: dict[str, Any] = {
+        "runs": len(runs),
+        "cached_runs": sum(run.cached for run in runs.values()),
+        "best_run": str(keys[best]),
+        "best_sharpe_ratio": _number(runs[best].result.metrics.get(LEADERBOARD_METRIC)),
+        "window": f"{window.start.isoformat()} .. {window.end.isoformat()}",
+        "interval": window.interval,
+        "fingerprints": ", ".join(f"{symbol}:{fp}" for symbol, fp in fingerprints.items()),
+        "exchange": ", ".join(exchanges),
+        "headline_metrics": MetadataValue.md(headline_table(keys, runs)),
+    }
+    if "synthetic" in exchanges:
+        metadata["data_warning"] = "SYNTHETIC: backtested on simulated candles, not Binance data"
+    return metadata
+
+
+def headline_table(keys: Mapping[str, BacktestKey], runs: Mapping[str, StoredRun]) -> str:
+    """Markdown: the best :data:`SUMMARY_ROWS` runs by Sharpe ratio with their headline metrics."""
+    ordered = sorted(runs, key=lambda partition: _rank_value(runs[partition]), reverse=True)
+    rows = [
+        {
+            "symbol": keys[p].symbol,
+            "param_set": keys[p].param_set,
+            **{name: _number(runs[p].result.metrics.get(name)) for name in PROMOTED_METRICS},
+            "cached": runs[p].cached,
+        }
+        for p in ordered[:SUMMARY_ROWS]
+    ]
+    table = pd.DataFrame(rows).to_markdown(index=False, floatfmt=".4f", missingval="—")
+    if len(ordered) > SUMMARY_ROWS:
+        table += f"\n\nBest {SUMMARY_ROWS} of {len(ordered)} runs by Sharpe ratio."
+    return table
+
+
+@asset(
+    deps=[backtest_runs],
+    group_name="backtests",
+    kinds={"python", "postgres"},
+    code_version="1",
+    description=f"The best {LEADERBOARD_TOP} stored backtest runs per symbol and strategy by "
+    "Sharpe ratio (undefined ranks last).",
+)
+def strategy_leaderboard(results_store: ResultsStoreResource) -> MaterializeResult:
+    """Rank the stored runs with the results store's leaderboard and show it."""
+    board = results_store.store().leaderboard(metric=LEADERBOARD_METRIC, top=LEADERBOARD_TOP)
+    return MaterializeResult(
+        metadata={
+            "dagster/row_count": len(board),
+            "rows": len(board),
+            "metric": LEADERBOARD_METRIC,
+            "top_param_set": best_per_symbol(board),
+            "leaderboard": MetadataValue.md(
+                board[_LEADERBOARD_SHOWN].to_markdown(index=False, floatfmt=".4f", missingval="—")
+                if len(board)
+                else "No backtest runs stored yet: materialise backtest_runs first."
+            ),
+        }
+    )
+
+
+def best_per_symbol(board: pd.DataFrame) -> dict[str, str]:
+    """The top parameter set of each symbol over all strategies (each strategy's rank 1, best
+    value first). Belongs in the results store as a leaderboard across strategies; here until
+    it is."""
+    leaders = board[board["rank"] == 1].sort_values("value", ascending=False, na_position="last")
+    return dict(leaders.drop_duplicates("symbol").loc[:, ["symbol", "slug"]].itertuples(False))

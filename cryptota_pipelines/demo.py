@@ -1,0 +1,119 @@
+"""The main job (``cryptota demo``, ``make run``): the whole asset graph, in process, on the
+embedded default, then the leaderboard.
+
+It materialises into the persistent Dagster instance under ``CRYPTOTA_HOME`` (a SQLite
+instance), so ``make ui`` afterwards shows the same runs, materialisations, checks and plots.
+Each stage is one run per symbol covering all of that symbol's partitions, exactly as a backfill
+would run in production.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import date, timedelta
+
+import pandas as pd
+from dagster import AssetKey, AssetSelection, DagsterInstance, Definitions, materialize
+
+from cryptota_core.backtest.runs import expand_param_grids, register_param_sets
+from cryptota_core.ingest import resolve_source_name
+from cryptota_core.settings import Settings, load_settings
+from cryptota_core.storage.results_store import ResultsStore
+from cryptota_pipelines.definitions import build_defs
+from cryptota_pipelines.partitions import (
+    PARAM_SETS_PARTITIONS,
+    SYMBOLS_PARTITIONS,
+    backtest_range_tags,
+    range_tags,
+)
+
+Stage = Callable[[str], None]
+"""Told the name of each stage as it starts (the CLI shows it as progress)."""
+
+
+@dataclass(frozen=True)
+class DemoResult:
+    """What the demo did: the source it resolved, the runs it launched, the ranking."""
+
+    source: str
+    dagster_home: str
+    runs: int
+    leaderboard: pd.DataFrame
+
+
+def demo_settings(settings: Settings, days: int) -> Settings:
+    """The demo's settings: ``auto`` resolved once (Binance if it answers, else synthetic) so
+    every run of the demo reads the same exchange, and the backtest window = the ingested days."""
+    source = resolve_source_name(settings.source, settings)
+    return load_settings(source=source, backtest_days=days)
+
+
+def open_instance(settings: Settings) -> DagsterInstance:
+    """The persistent local instance ``make ui`` also opens."""
+    home = settings.resolved_dagster_home
+    home.mkdir(parents=True, exist_ok=True)
+    os.environ["DAGSTER_HOME"] = str(home)
+    return DagsterInstance.get()
+
+
+def _add_missing(instance: DagsterInstance, name: str, keys: Sequence[str]) -> None:
+    known = set(instance.get_dynamic_partitions(name))
+    missing = [key for key in keys if key not in known]
+    if missing:
+        instance.add_dynamic_partitions(name, missing)
+
+
+def run_demo(settings: Settings, *, days: int = 30, on_stage: Stage | None = None) -> DemoResult:
+    """Ingest the last ``days`` UTC days of 1m candles for the configured symbols, build the
+    rollups, backtest every configured parameter set on every symbol, and rank them."""
+    stage = on_stage or (lambda _name: None)
+    settings = demo_settings(settings, days)
+    instance = open_instance(settings)
+    defs = build_defs(settings)
+    symbols = settings.symbols
+    param_sets = expand_param_grids(settings.strategy_grids)
+    slugs = register_param_sets(ResultsStore.from_url(settings.resolved_database_url), param_sets)
+    _add_missing(instance, SYMBOLS_PARTITIONS, symbols)
+    _add_missing(instance, PARAM_SETS_PARTITIONS, slugs)
+
+    today = pd.Timestamp.now(tz="UTC").date()
+    first, last = today - timedelta(days=days), today - timedelta(days=1)
+    runs = 0
+    for symbol in symbols:
+        stage(f"candles_1m + candle_rollups: {symbol} {first} .. {last}")
+        _run(defs, instance, ["candles_1m", "candle_rollups"], range_tags(first, last, [symbol]))
+        runs += 1
+    for symbol in symbols:
+        stage(f"backtest_runs: {len(slugs)} parameter sets on {symbol}")
+        _run(defs, instance, ["backtest_runs"], backtest_range_tags([symbol], slugs))
+        runs += 1
+    stage("strategy_leaderboard")
+    _run(defs, instance, ["strategy_leaderboard"], {})
+    runs += 1
+    board = ResultsStore.from_url(settings.resolved_database_url).leaderboard(top=3)
+    return DemoResult(settings.source, str(settings.resolved_dagster_home), runs, board)
+
+
+def _run(
+    defs: Definitions, instance: DagsterInstance, assets: list[str], tags: dict[str, str]
+) -> None:
+    """One in-process run of ``assets`` and their checks, with the code location's resources."""
+    result = materialize(
+        [*(defs.assets or []), *(defs.asset_checks or [])],  # type: ignore[list-item]
+        instance=instance,
+        resources=defs.resources,
+        selection=AssetSelection.assets(*assets),
+        tags={**tags, "cryptota/trigger": "demo"},
+        # The CLI shows progress itself; Dagster's DEBUG event stream stays in the instance.
+        run_config={"loggers": {"console": {"config": {"log_level": "WARNING"}}}},
+    )
+    if not result.success:
+        raise RuntimeError(f"demo run {result.run_id} failed; open `make ui` to see why")
+
+
+def latest_day(instance: DagsterInstance) -> date | None:
+    """The newest day of candles_1m materialised in ``instance`` (for tests and messages)."""
+    keys = instance.get_materialized_partitions(AssetKey("candles_1m"))
+    return max((date.fromisoformat(str(k).split("|")[0]) for k in keys), default=None)
