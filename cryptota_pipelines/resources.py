@@ -23,6 +23,7 @@ from cryptota_core.backtest.runs import (
 )
 from cryptota_core.cache import DEFAULT_TTL_SECONDS, BacktestCache, NullCache
 from cryptota_core.ingest import open_source
+from cryptota_core.logs import bind_run_id, configure_logging
 from cryptota_core.market.sources.base import CandleSource
 from cryptota_core.settings import Settings, load_settings
 from cryptota_core.storage.candle_store import CandleStore
@@ -43,8 +44,17 @@ class CandleStoreResource(ConfigurableResource):
     def store(self) -> CandleStore:
         """The store, connected (and its schema created) on first use in this process."""
         if self._store is None:
-            self._store = CandleStore.from_url(self.database_url)
+            self._store = CandleStore.from_url(
+                self.database_url, retention_days=self.retention_days
+            )
         return self._store
+
+    def setup_for_execution(self, context: InitResourceContext) -> None:
+        """Every step uses the candle store, so this is where the step's process starts logging
+        the core's records with the run id (CRYPTOTA_LOG_FORMAT: console or JSON lines)."""
+        settings = load_settings()
+        configure_logging(settings.log_level, settings.log_format)
+        bind_run_id(context.run_id if context.dagster_run is not None else None)
 
     def teardown_after_execution(self, context: InitResourceContext) -> None:
         """Close the connection pool when the step ends, so finished runs hold no connections."""
