@@ -118,6 +118,26 @@ is the auto-incrementing rowid alias."""
 SLUG_LENGTH = 200
 RUN_KEY_LENGTH = 64
 
+def _series_columns() -> list[Column[Any]]:
+    """Which series and strategy a result row is about (fresh Column objects per table)."""
+    return [
+        Column("exchange", String(16), nullable=False),
+        Column("symbol", String(20), nullable=False),
+        Column("interval", String(8), nullable=False),
+        Column("strategy", String(64), nullable=False),
+    ]
+
+
+def _provenance_columns() -> list[Column[Any]]:
+    """What a result was computed from and by: the candles' fingerprint, the code version and
+    the Dagster run (DESIGN §3: every number traceable to its inputs)."""
+    return [
+        Column("candle_fingerprint", String(64), nullable=False),
+        Column("code_version", String(64), nullable=False),
+        Column("dagster_run_id", String(64), nullable=True),
+    ]
+
+
 param_sets = Table(
     "param_sets",
     metadata,
@@ -136,19 +156,14 @@ backtest_results = Table(
     metadata,
     Column("id", AutoId, primary_key=True, autoincrement=True),
     Column("run_key", String(RUN_KEY_LENGTH), nullable=False),
-    Column("exchange", String(16), nullable=False),
-    Column("symbol", String(20), nullable=False),
-    Column("interval", String(8), nullable=False),
-    Column("strategy", String(64), nullable=False),
+    *_series_columns(),
     Column("slug", String(SLUG_LENGTH), nullable=False),
     Column("params", JSON, nullable=False),
     Column("engine", String(32), nullable=False),
     Column("window_start", UtcDateTime, nullable=False),
     Column("window_end", UtcDateTime, nullable=False),
     Column("bars", Integer, nullable=False),
-    Column("candle_fingerprint", String(64), nullable=False),
-    Column("code_version", String(64), nullable=False),
-    Column("dagster_run_id", String(64), nullable=True),
+    *_provenance_columns(),
     Column("cash", Float(53), nullable=False),
     Column("commission", Float(53), nullable=False),
     Column("slippage", Float(53), nullable=False),
@@ -215,19 +230,14 @@ optimization_runs = Table(
     metadata,
     Column("id", AutoId, primary_key=True, autoincrement=True),
     Column("run_key", String(RUN_KEY_LENGTH), nullable=False),
-    Column("exchange", String(16), nullable=False),
-    Column("symbol", String(20), nullable=False),
-    Column("interval", String(8), nullable=False),
-    Column("strategy", String(64), nullable=False),
+    *_series_columns(),
     Column("engine", String(32), nullable=False),
     Column("grid", JSON, nullable=False),
     Column("objective", String(64), nullable=False),
     Column("window_start", UtcDateTime, nullable=False),
     Column("window_end", UtcDateTime, nullable=False),
     Column("bars", Integer, nullable=False),
-    Column("candle_fingerprint", String(64), nullable=False),
-    Column("code_version", String(64), nullable=False),
-    Column("dagster_run_id", String(64), nullable=True),
+    *_provenance_columns(),
     Column("combinations", Integer, nullable=False),
     Column("best_slug", String(SLUG_LENGTH), nullable=True),
     Column("best_params", JSON, nullable=True),
@@ -248,10 +258,7 @@ walk_forward_windows = Table(
     metadata,
     Column("run_key", String(RUN_KEY_LENGTH), nullable=False),
     Column("window_no", Integer, nullable=False),
-    Column("exchange", String(16), nullable=False),
-    Column("symbol", String(20), nullable=False),
-    Column("interval", String(8), nullable=False),
-    Column("strategy", String(64), nullable=False),
+    *_series_columns(),
     Column("engine", String(32), nullable=False),
     Column("grid", JSON, nullable=False),
     Column("objective", String(64), nullable=False),
@@ -259,9 +266,7 @@ walk_forward_windows = Table(
     Column("in_sample_end", UtcDateTime, nullable=False),
     Column("out_sample_start", UtcDateTime, nullable=False),
     Column("out_sample_end", UtcDateTime, nullable=False),
-    Column("candle_fingerprint", String(64), nullable=False),
-    Column("code_version", String(64), nullable=False),
-    Column("dagster_run_id", String(64), nullable=True),
+    *_provenance_columns(),
     Column("best_slug", String(SLUG_LENGTH), nullable=True),
     Column("best_params", JSON, nullable=True),
     Column("in_sample_score", Float(53), nullable=True),
@@ -282,10 +287,7 @@ paper_orders = Table(
     metadata,
     Column("id", AutoId, primary_key=True, autoincrement=True),
     Column("order_key", String(RUN_KEY_LENGTH), nullable=False),
-    Column("exchange", String(16), nullable=False),
-    Column("symbol", String(20), nullable=False),
-    Column("interval", String(8), nullable=False),
-    Column("strategy", String(64), nullable=False),
+    *_series_columns(),
     Column("slug", String(SLUG_LENGTH), nullable=False),
     Column("params", JSON, nullable=False),
     Column("engine", String(32), nullable=False),
@@ -297,9 +299,7 @@ paper_orders = Table(
     Column("status", String(16), nullable=False),
     Column("window_start", UtcDateTime, nullable=False),
     Column("window_end", UtcDateTime, nullable=False),
-    Column("candle_fingerprint", String(64), nullable=False),
-    Column("code_version", String(64), nullable=False),
-    Column("dagster_run_id", String(64), nullable=True),
+    *_provenance_columns(),
     Column("created_at", UtcDateTime, nullable=False, default=utc_now),
     UniqueConstraint("order_key", name="paper_orders_order_key"),
 )
