@@ -118,6 +118,7 @@ is the auto-incrementing rowid alias."""
 SLUG_LENGTH = 200
 RUN_KEY_LENGTH = 64
 
+
 def _series_columns() -> list[Column[Any]]:
     """Which series and strategy a result row is about (fresh Column objects per table)."""
     return [

@@ -153,9 +153,7 @@ def test_api_keys_never_reach_metadata_logs_or_errors(
     failure = failed.get_step_failure_events()[0].event_specific_data.error  # type: ignore[union-attr]
     assert "SOLUSDT" in str(failure.message)
     records = [
-        repr(record)
-        for run in instance.get_runs()
-        for record in instance.all_logs(run.run_id)
+        repr(record) for run in instance.get_runs() for record in instance.all_logs(run.run_id)
     ]
     assert len(records) > 20
     everything = "\n".join(records)
