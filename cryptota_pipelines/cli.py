@@ -20,6 +20,10 @@ from cryptota_core.settings import load_settings
 def demo_command(days: int) -> None:
     """The main job on the embedded default: ingest the last DAYS days of 1m candles for the
     configured symbols, build rollups, backtest every configured parameter set, rank them."""
+    import warnings
+
+    # backfill_policy and MultiPartitionMapping are beta in Dagster 1.13; we use them knowingly.
+    warnings.filterwarnings("ignore", message=".*is currently in beta.*")
     from cryptota_pipelines.demo import run_demo
 
     settings = load_settings()
@@ -35,6 +39,20 @@ def demo_command(days: int) -> None:
             "'synthetic'"
         )
     console.print(f"{result.runs} Dagster runs in {result.dagster_home}; `make ui` shows them")
+    summary = Table(title=f"Stored 1m candles ({result.source})")
+    for column in ("symbol", "rows", "expected", "first candle", "last candle", "gaps", "missing"):
+        summary.add_column(column, justify="left" if column == "symbol" else "right")
+    for symbol, report in result.candles.items():
+        summary.add_row(
+            symbol,
+            f"{report.rows:,}",
+            f"{report.expected_rows or 0:,}",
+            report.first.isoformat() if report.first is not None else "-",
+            report.last.isoformat() if report.last is not None else "-",
+            str(len(report.gaps)),
+            f"{report.missing_candles:,}",
+        )
+    out.print(summary)
     board = result.leaderboard
     table = Table(title=f"Strategy leaderboard ({result.source} candles, by Sharpe ratio)")
     for column in ("symbol", "strategy", "rank", "slug", "sharpe", "return", "max dd", "trades",

@@ -19,7 +19,9 @@ from dagster import AssetKey, AssetSelection, DagsterInstance, Definitions, mate
 
 from cryptota_core.backtest.runs import expand_param_grids, register_param_sets
 from cryptota_core.ingest import resolve_source_name
+from cryptota_core.market.frame import CandleReport, SeriesKey
 from cryptota_core.settings import Settings, load_settings
+from cryptota_core.storage.candle_store import CandleStore
 from cryptota_core.storage.results_store import ResultsStore
 from cryptota_pipelines.definitions import build_defs
 from cryptota_pipelines.partitions import (
@@ -40,6 +42,7 @@ class DemoResult:
     source: str
     dagster_home: str
     runs: int
+    candles: dict[str, CandleReport]
     leaderboard: pd.DataFrame
 
 
@@ -54,6 +57,10 @@ def open_instance(settings: Settings) -> DagsterInstance:
     """The persistent local instance ``make ui`` also opens."""
     home = settings.resolved_dagster_home
     home.mkdir(parents=True, exist_ok=True)
+    config = home / "dagster.yaml"
+    if not config.exists():
+        # A local SQLite instance under CRYPTOTA_HOME; saying so keeps Dagster from warning.
+        config.write_text("telemetry:\n  enabled: false\n")
     os.environ["DAGSTER_HOME"] = str(home)
     return DagsterInstance.get()
 
@@ -92,8 +99,16 @@ def run_demo(settings: Settings, *, days: int = 30, on_stage: Stage | None = Non
     stage("strategy_leaderboard")
     _run(defs, instance, ["strategy_leaderboard"], {})
     runs += 1
+    store = CandleStore.from_url(settings.resolved_database_url)
+    start, end = pd.Timestamp(first, tz="UTC"), pd.Timestamp(today, tz="UTC")
+    exchange = "synthetic" if settings.source == "synthetic" else "binance"
+    candles = {
+        symbol: store.gap_report(SeriesKey(exchange=exchange, symbol=symbol, interval="1m"),
+                                 start, end)
+        for symbol in symbols
+    }  # fmt: skip
     board = ResultsStore.from_url(settings.resolved_database_url).leaderboard(top=3)
-    return DemoResult(settings.source, str(settings.resolved_dagster_home), runs, board)
+    return DemoResult(settings.source, str(settings.resolved_dagster_home), runs, candles, board)
 
 
 def _run(

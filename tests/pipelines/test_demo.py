@@ -31,6 +31,9 @@ def test_demo_runs_the_graph_on_synthetic_data_when_binance_is_unreachable(
     assert "Strategy leaderboard (synthetic candles" in captured.out
     assert "BTCUSDT" in captured.out and "ETHUSDT" in captured.out
     assert "rsi-p" in captured.out and "rsi_ma-p" in captured.out
+    summary = captured.out.split("Strategy leaderboard")[0]
+    assert "Stored 1m candles (synthetic)" in summary
+    assert summary.count("4,320") == 4  # rows and expected rows, both symbols: 3 full days
 
     instance = _instance()
     assert Path(os.environ["DAGSTER_HOME"]).is_relative_to(tmp_path)
