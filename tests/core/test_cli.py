@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pandas as pd
 import pytest
 
@@ -105,3 +107,34 @@ def test_invalid_setting_names_the_variable(
     err = capsys.readouterr().err.strip()
     assert err.startswith("error: CRYPTOTA_INTERVAL='2w' is invalid")
     assert len(err.splitlines()) == 1
+
+
+@pytest.mark.parametrize("damage", ["checksum", "csv"])
+def test_archive_ingest_with_a_bad_file_is_one_line_and_keeps_earlier_months(
+    damage: str,
+    tmp_path: Path,
+    sqlite_url: str,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    from cryptota_core.market.sources.synthetic import generate_candles
+    from tests.core.market.archive_fixture import corrupt, monthly_path, write_archive
+
+    frame = generate_candles("BTCUSDT", "1h", JAN, pd.Timestamp("2024-03-01", tz="UTC"), seed=4)
+    url = write_archive(tmp_path / "archive", frame, "BTCUSDT", "1h")
+    corrupt(monthly_path(tmp_path / "archive", "BTCUSDT", "1h", "2024-02"), damage)  # type: ignore[arg-type]
+    monkeypatch.setenv("CRYPTOTA_ARCHIVE_URL", url)
+    monkeypatch.setenv("CRYPTOTA_DATABASE_URL", sqlite_url)
+    args = ["ingest", "--source", "archive", "--symbols", "BTCUSDT", "--interval", "1h",
+            "--start", "2024-01-01", "--end", "2024-03-01"]  # fmt: skip
+    assert main(args) == 1
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1, err
+    assert "BTCUSDT-1h-2024-02.zip" in err
+    store = CandleStore.from_url(sqlite_url)
+    key = SeriesKey(exchange="binance", symbol="BTCUSDT", interval="1h")
+    assert store.count(key, JAN, pd.Timestamp("2024-02-01", tz="UTC")) == 31 * 24
+    assert (
+        store.count(key, pd.Timestamp("2024-02-01", tz="UTC"), pd.Timestamp("2024-03-01", tz="UTC"))
+        == 0
+    )
