@@ -458,10 +458,14 @@ class ResultsStore:
         *,
         exchange: str | None = None,
         ascending: bool | None = None,
+        latest_window: bool = True,
     ) -> pd.DataFrame:
         """The best ``top`` runs per (exchange, symbol, strategy) by ``metric``.
 
-        Runs whose metric is undefined (NULL) rank last, never first. Larger is better except
+        With ``latest_window`` (the default) only runs over each series' most recent window
+        compete: the nightly refresh moves the window every day, and yesterday's run of a
+        parameter set must not rank beside today's. Runs whose metric is undefined (NULL) rank
+        last, never first. Larger is better except
         for the metrics in :data:`LOWER_IS_BETTER` (``ascending`` overrides). Ties break on slug
         and run_key so the order is stable. Columns: :data:`LEADERBOARD_COLUMNS`."""
         if not isinstance(top, int) or top < 1:
@@ -488,6 +492,18 @@ class ResultsStore:
         for column, wanted in (("exchange", exchange), ("symbol", symbol), ("strategy", strategy)):
             if wanted is not None:
                 inner = inner.where(t.c[column] == wanted)
+        if latest_window:
+            other = backtest_results.alias("other")
+            newest = (
+                select(func.max(other.c.window_end))
+                .where(
+                    other.c.exchange == t.c.exchange,
+                    other.c.symbol == t.c.symbol,
+                    other.c.interval == t.c.interval,
+                )
+                .scalar_subquery()
+            )
+            inner = inner.where(t.c.window_end == newest)
         ranked = inner.subquery()
         query = (
             select(*[ranked.c[c] for c in LEADERBOARD_COLUMNS])

@@ -431,3 +431,26 @@ def test_url_safe_slugs_are_accepted(slug: str) -> None:
 def test_params_must_be_finite_json(store: ResultsStore) -> None:
     with pytest.raises(InvalidInputError, match="JSON object of finite numbers"):
         store.register_param_set("rsi", "rsi-pnan", {"period": math.nan})
+
+
+def test_leaderboard_ranks_only_the_latest_window_of_each_series(store: ResultsStore) -> None:
+    """The nightly refresh moves the window: yesterday's run of a slug must not rank beside
+    today's (it stays stored, and ranks with latest_window=False)."""
+    yesterday = make_result(slug="rsi-p7", metrics={"sharpe_ratio": 5.0})
+    today = make_result(
+        slug="rsi-p7", start=START + pd.Timedelta(days=1), metrics={"sharpe_ratio": 1.0}
+    )
+    other = make_result(
+        slug="rsi-p14", start=START + pd.Timedelta(days=1), metrics={"sharpe_ratio": 2.0}
+    )
+    for result in (yesterday, today, other):
+        save(store, result)
+    save(store, make_result(slug="rsi-p7", metrics={"sharpe_ratio": 3.0}), "ETHUSDT")
+    board = store.leaderboard()
+    btc = board[board["symbol"] == "BTCUSDT"]
+    assert list(btc["slug"]) == ["rsi-p14", "rsi-p7"]
+    assert list(btc["value"]) == [2.0, 1.0]
+    # Each series has its own latest window: ETHUSDT's only run still ranks.
+    assert list(board[board["symbol"] == "ETHUSDT"]["value"]) == [3.0]
+    everything = store.leaderboard(symbol="BTCUSDT", latest_window=False)
+    assert list(everything["value"]) == [5.0, 2.0, 1.0]
