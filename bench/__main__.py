@@ -8,10 +8,15 @@ import sys
 from rich.console import Console
 from rich.table import Table
 
-from bench import bench_backtest, bench_ingest, bench_store
+from bench import bench_backfill, bench_backtest, bench_ingest, bench_store
 from bench.common import Row
 
-SUITES = {"store": bench_store.run, "ingest": bench_ingest.run, "backtest": bench_backtest.run}
+SUITES = {
+    "store": bench_store.run,
+    "ingest": bench_ingest.run,
+    "backtest": bench_backtest.run,
+    "backfill": bench_backfill.run,
+}
 
 
 def main(argv: list[str]) -> int:
