@@ -172,4 +172,15 @@ def load_settings(**overrides: object) -> Settings:
         field = str(err["loc"][0]) if err["loc"] else "?"
         name = _ENV_NAMES.get(field, f"CRYPTOTA_{field.upper()}")
         message = str(err["msg"]).removeprefix("Value error, ")
-        raise ConfigError(f"{name}={err.get('input')!r} is invalid: {message}") from None
+        raise ConfigError(
+            f"{name}={_shown(field, err.get('input'))} is invalid: {message}"
+        ) from None
+
+
+def _shown(field: str, value: object) -> str:
+    """How a rejected value appears in the error: secrets never, URL passwords masked."""
+    if field in ("binance_api_key", "binance_api_secret"):
+        return "'***'"
+    return repr(
+        re.sub(r"(//[^:/@]+:)[^@]*@", r"\1***@", value) if isinstance(value, str) else value
+    )
