@@ -14,6 +14,7 @@ import pandas as pd
 
 from bench.common import Row, timed
 from cryptota_core.backtest.engine import run_backtest
+from cryptota_core.backtest.fast import SUPPORTED, run_fast_backtest
 from cryptota_core.market.sources.synthetic import generate_candles
 from cryptota_core.strategies import get_strategy, strategy_names
 
@@ -67,6 +68,17 @@ def run() -> list[Row]:
             rows.append(
                 Row(group, name, f"cryptota {spec.slug(params)}", len(frame), seconds, unit="bars")
             )
+        for name in SUPPORTED:
+            spec = get_strategy(name)
+            params = spec.parse_params(None)
+            run_fast_backtest(frame.iloc[:500], spec, params, interval=interval)  # compile once
+            seconds, _ = timed(
+                partial(run_fast_backtest, frame, spec, params, interval=interval), repeat=3
+            )
+            rows.append(
+                Row(group, name, f"cryptota fast {spec.slug(params)}", len(frame), seconds,
+                    unit="bars")
+            )  # fmt: skip
         seconds, _ = timed(partial(_bare_backtrader, frame), repeat=2)
         rows.append(Row(group, "rsi", "bare backtrader script", len(frame), seconds, unit="bars"))
     return rows

@@ -175,7 +175,7 @@ HEADLINE_METRICS = (
     help="A Binance kline CSV instead of the store.",
 )
 @click.option(
-    "--engine", type=click.Choice(["backtrader"]), default="backtrader", show_default=True
+    "--engine", type=click.Choice(["backtrader", "fast"]), default="backtrader", show_default=True
 )
 @click.option("--cash", type=float, default=10_000.0, show_default=True)
 @click.option("--commission", type=float, default=0.001, show_default=True)
@@ -235,6 +235,7 @@ def backtest_command(
         slippage=slippage,
         stake=stake,
         cache=cache,
+        engine=engine,
     )
     if cache.hits:
         console.print("served from the cache (identical run on identical candles)")

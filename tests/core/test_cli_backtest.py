@@ -275,3 +275,28 @@ def test_repeated_cli_backtest_is_served_from_redis(
     second = capsys.readouterr()
     assert "served from the cache" in second.err
     assert json.loads(first.out) == json.loads(second.out)
+
+
+def test_fast_engine_gives_the_same_result_as_backtrader(
+    kline_csv: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    base = ["backtest", "--csv", str(kline_csv), "--strategy", "rsi", "--params", RSI, "--json",
+            "--slippage", "0.0005"]  # fmt: skip
+    assert main(base) == 0
+    reference = json.loads(capsys.readouterr().out)
+    assert main([*base, "--engine", "fast"]) == 0
+    fast = json.loads(capsys.readouterr().out)
+    assert (reference["engine"], fast["engine"]) == ("backtrader", "fast")
+    assert fast["trades"] == reference["trades"]
+    assert fast["equity_final"] == reference["equity_final"]
+    assert fast["metrics"] == reference["metrics"]
+
+
+def test_fast_engine_names_what_it_supports(
+    kline_csv: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert (
+        main(["backtest", "--csv", str(kline_csv), "--strategy", "grid", "--engine", "fast"]) != 0
+    )
+    err = capsys.readouterr().err.strip()
+    assert "use --engine backtrader for grid" in err and len(err.splitlines()) == 1
