@@ -99,10 +99,42 @@ def run_backtest(
         raise RuntimeError(f"backtrader produced {len(equity)} equity values for {len(frame)} bars")
     benchmark = pd.Series(cash * closes / closes[0], index=index, name="benchmark")
     trades = trades_from_fills(strat.fills, index, closes[-1])
-    exposure_bars = int(np.count_nonzero(np.asarray(strat.position_sizes) != 0.0))
+    return measured_result(
+        spec,
+        model,
+        engine=ENGINE,
+        interval=interval,
+        equity=equity,
+        trades=trades,
+        benchmark=benchmark,
+        exposure_bars=int(np.count_nonzero(np.asarray(strat.position_sizes) != 0.0)),
+        rejected_orders=int(strat.rejected_orders),
+        orders=orders_frame(strat.orders_log.values(), index),
+        broker=(cash, commission, slippage, stake),
+    )
 
+
+def measured_result(
+    spec: Strategy,
+    model: StrategyParams,
+    *,
+    engine: str,
+    interval: str,
+    equity: pd.Series,
+    trades: pd.DataFrame,
+    benchmark: pd.Series,
+    exposure_bars: int,
+    rejected_orders: int,
+    orders: pd.DataFrame,
+    broker: tuple[float, float, float, float],
+) -> BacktestResult:
+    """A :class:`BacktestResult` with its metrics, from what an engine recorded: the one place
+    both engines (backtrader and fast) turn a simulation into a result, so they cannot drift.
+    ``broker`` is (cash, commission, slippage, stake)."""
     from cryptota_core.metrics import compute_metrics  # lazy: it loads numba; only a run needs it
 
+    index = pd.DatetimeIndex(equity.index)
+    cash, commission, slippage, stake = broker
     metrics = compute_metrics(
         equity, trades, interval=interval, benchmark=benchmark, exposure_bars=exposure_bars
     )
@@ -110,17 +142,17 @@ def run_backtest(
         strategy=spec.name,
         params=model.model_dump(mode="json"),
         slug=spec.slug(model),
-        engine=ENGINE,
+        engine=engine,
         interval=interval,
-        bars=len(frame),
+        bars=len(index),
         start=index[0],
         end=index[-1] + interval_timedelta(interval),
         equity=equity,
         trades=trades,
         benchmark=benchmark,
-        rejected_orders=int(strat.rejected_orders),
+        rejected_orders=rejected_orders,
         metrics=dict(metrics),
-        orders=orders_frame(strat.orders_log.values(), index),
+        orders=orders,
         cash=float(cash),
         commission=float(commission),
         slippage=float(slippage),

@@ -39,12 +39,13 @@ from cryptota_core.backtest.engine import (
     _check_settings,
     _prepare_candles,
     _resolve_strategy,
+    measured_result,
     orders_frame,
     trades_from_fills,
 )
 from cryptota_core.backtest.result import BacktestResult
 from cryptota_core.errors import InvalidInputError
-from cryptota_core.market.intervals import interval_timedelta, parse_interval
+from cryptota_core.market.intervals import parse_interval
 from cryptota_core.strategies import Strategy, StrategyParams
 from cryptota_core.strategies.base import Fill, OrderRecord
 from cryptota_core.strategies.rsi import RsiParams
@@ -400,32 +401,18 @@ def run_fast_backtest(
         )
         for k in range(len(order_bar))
     ]
-    exposure_bars = int(np.count_nonzero(positions))
-
-    from cryptota_core.metrics import compute_metrics
-
-    metrics = compute_metrics(
-        equity, trades, interval=interval, benchmark=benchmark, exposure_bars=exposure_bars
-    )
-    return BacktestResult(
-        strategy=spec.name,
-        params=model.model_dump(mode="json"),
-        slug=spec.slug(model),
+    return measured_result(
+        spec,
+        model,
         engine=ENGINE,
         interval=interval,
-        bars=len(frame),
-        start=index[0],
-        end=index[-1] + interval_timedelta(interval),
         equity=equity,
         trades=trades,
         benchmark=benchmark,
+        exposure_bars=int(np.count_nonzero(positions)),
         rejected_orders=int(np.count_nonzero(order_status == STATUS_REJECTED)),
-        metrics=dict(metrics),
         orders=orders_frame(records, index),
-        cash=float(cash),
-        commission=float(commission),
-        slippage=float(slippage),
-        stake=float(stake),
+        broker=(cash, commission, slippage, stake),
     )
 
 
