@@ -168,8 +168,7 @@ class BacktestConfigResource(ConfigurableResource):
 
     def window(self, today: pd.Timestamp | None = None) -> BacktestWindow:
         """The window backtests run on now (or on ``today``)."""
-        settings = load_settings(backtest_interval=self.interval, backtest_days=self.days)
-        return backtest_window(settings, today)
+        return backtest_window(self.interval, self.days, today)
 
     def param_sets(self) -> list[ParamSet]:
         """Every valid combination of the grids (unknown strategies or parameters raise)."""

@@ -126,3 +126,34 @@ def _trade_json(row: Any) -> dict[str, Any]:
         "bars": int(row.bars),
         "is_open": bool(row.is_open),
     }
+
+
+EQUITY_RTOL = 1e-6
+"""Relative tolerance of cash + Σ trade pnl against the final equity in :func:`equity_problems`."""
+
+
+def metric_problems(result: BacktestResult) -> list[str]:
+    """Metrics that are neither a finite number nor null (NaN, ±inf, strings such as 'inf')."""
+    return [
+        f"{name}={value!r}"
+        for name, value in result.metrics.items()
+        if value is not None
+        and not (
+            isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+        )
+    ]
+
+
+def equity_problems(result: BacktestResult) -> list[str]:
+    """The equity curve disagrees with the trades or the bar count: cash + Σ pnl (closed trades
+    and the open one marked to market) must be the final equity, one equity point per bar."""
+    problems: list[str] = []
+    if len(result.equity) != result.bars:
+        problems.append(f"{len(result.equity)} equity points for {result.bars} bars")
+    if len(result.equity):
+        from_trades = result.cash + float(result.trades["pnl"].sum())
+        if not math.isclose(from_trades, result.equity_final, rel_tol=EQUITY_RTOL):
+            problems.append(
+                f"cash + trade pnl = {from_trades:.6f} but final equity = {result.equity_final:.6f}"
+            )
+    return problems

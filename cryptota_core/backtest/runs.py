@@ -18,7 +18,6 @@ from cryptota_core.backtest.result import BacktestResult
 from cryptota_core.backtest.service import CODE_VERSION, CandleInput, backtest, candles_from_store
 from cryptota_core.cache import ResultCache
 from cryptota_core.errors import InvalidInputError, NoDataError
-from cryptota_core.settings import Settings
 from cryptota_core.storage.candle_store import CandleStore
 from cryptota_core.storage.results_store import ResultsStore
 from cryptota_core.strategies import get_strategy
@@ -54,12 +53,11 @@ class StoredRun:
     cached: bool
 
 
-def backtest_window(settings: Settings, today: pd.Timestamp | None = None) -> BacktestWindow:
-    """The last ``backtest_days`` full UTC days before ``today`` (default: now)."""
+def backtest_window(interval: str, days: int, today: pd.Timestamp | None = None) -> BacktestWindow:
+    """The last ``days`` full UTC days before ``today`` (default: now) at ``interval``
+    (CRYPTOTA_BACKTEST_INTERVAL, CRYPTOTA_BACKTEST_DAYS)."""
     end = (today if today is not None else pd.Timestamp.now(tz="UTC")).tz_convert("UTC").floor("D")
-    return BacktestWindow(
-        settings.backtest_interval, end - pd.Timedelta(days=settings.backtest_days), end
-    )
+    return BacktestWindow(interval, end - pd.Timedelta(days=days), end)
 
 
 def expand_param_grids(grids: Mapping[str, Mapping[str, Any]]) -> list[ParamSet]:

@@ -675,3 +675,10 @@ def _trades_frame(rows: Sequence[Any]) -> pd.DataFrame:
     floats = ["size", "entry_price", "exit_price", "pnl", "pnl_pct", "commission"]
     frame[floats] = frame[floats].astype("float64")
     return frame.astype({"side": "object", "bars": "int64", "is_open": "bool"})
+
+
+def best_per_symbol(board: pd.DataFrame) -> dict[str, str]:
+    """The top parameter set of each symbol over all strategies, from a :meth:`ResultsStore.
+    leaderboard` frame (each strategy's rank 1, best value first)."""
+    leaders = board[board["rank"] == 1].sort_values("value", ascending=False, na_position="last")
+    return dict(leaders.drop_duplicates("symbol").loc[:, ["symbol", "slug"]].itertuples(False))

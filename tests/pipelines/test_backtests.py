@@ -79,7 +79,7 @@ def results(settings: Settings) -> Iterator[ResultsStore]:
 
 def _ingest_window(store: CandleStore, settings: Settings, symbols: list[str]) -> None:
     """Synthetic 1m candles for every day of the backtest window (the core call, for speed)."""
-    window = backtest_window(settings)
+    window = backtest_window(settings.backtest_interval, settings.backtest_days)
     for symbol in symbols:
         ingest_series(store, SyntheticSource(seed=42), symbol, "1m", window.start, window.end)
 
@@ -398,7 +398,7 @@ def test_results_retention_purges_only_runs_created_before_the_cutoff(
     assert [r.run_config for r in tick(30).run_requests] == [run_config]
 
     _ingest_window(store, settings, ["BTCUSDT"])
-    window = backtest_window(settings)
+    window = backtest_window(settings.backtest_interval, settings.backtest_days)
     old, recent = (
         run_and_store(store, results, symbol="BTCUSDT", param_set=p, window=window).run_key
         for p in expand_param_grids(GRIDS)[:2]

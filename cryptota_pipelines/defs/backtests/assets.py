@@ -43,7 +43,7 @@ from cryptota_core.backtest.runs import (
     run_many,
 )
 from cryptota_core.errors import NoDataError
-from cryptota_core.storage.results_store import PROMOTED_METRICS
+from cryptota_core.storage.results_store import PROMOTED_METRICS, best_per_symbol
 from cryptota_pipelines.defs.ingestion.assets import (
     NOT_RETRYABLE,
     candles_1m,
@@ -242,11 +242,3 @@ def strategy_leaderboard(results_store: ResultsStoreResource) -> MaterializeResu
             ),
         }
     )
-
-
-def best_per_symbol(board: pd.DataFrame) -> dict[str, str]:
-    """The top parameter set of each symbol over all strategies (each strategy's rank 1, best
-    value first). Belongs in the results store as a leaderboard across strategies; here until
-    it is."""
-    leaders = board[board["rank"] == 1].sort_values("value", ascending=False, na_position="last")
-    return dict(leaders.drop_duplicates("symbol").loc[:, ["symbol", "slug"]].itertuples(False))

@@ -8,7 +8,6 @@ checks and ``strategy_leaderboard`` (not ``backtest_runs``) and launch them: wit
 that checks every materialised partition, then re-ranks.
 """
 
-import math
 from collections.abc import Callable, Iterator, Mapping, Sequence
 
 from dagster import (
@@ -22,44 +21,19 @@ from dagster import (
     multi_asset_check,
 )
 
-from cryptota_core.backtest.result import BacktestResult
+from cryptota_core.backtest.result import (
+    EQUITY_RTOL,
+    BacktestResult,
+    equity_problems,
+    metric_problems,
+)
 from cryptota_core.errors import NoDataError
 from cryptota_core.storage.results_store import ResultsStore
 from cryptota_pipelines.defs.backtests.assets import backtest_runs
 from cryptota_pipelines.resources import ResultsStoreResource
 
-EQUITY_RTOL = 1e-6
-"""Relative tolerance of cash + Σ trade pnl against the final equity."""
-
 SHOWN_PROBLEMS = 50
 """At most this many failing partitions are listed in a check's metadata."""
-
-
-def metric_problems(result: BacktestResult) -> list[str]:
-    """Metrics that are neither a finite number nor null (NaN, ±inf, strings such as 'inf')."""
-    return [
-        f"{name}={value!r}"
-        for name, value in result.metrics.items()
-        if value is not None
-        and not (
-            isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
-        )
-    ]
-
-
-def equity_problems(result: BacktestResult) -> list[str]:
-    """The equity curve disagrees with the trades or the bar count: cash + Σ pnl (closed trades
-    and the open one marked to market) must be the final equity, one equity point per bar."""
-    problems: list[str] = []
-    if len(result.equity) != result.bars:
-        problems.append(f"{len(result.equity)} equity points for {result.bars} bars")
-    if len(result.equity):
-        from_trades = result.cash + float(result.trades["pnl"].sum())
-        if not math.isclose(from_trades, result.equity_final, rel_tol=EQUITY_RTOL):
-            problems.append(
-                f"cash + trade pnl = {from_trades:.6f} but final equity = {result.equity_final:.6f}"
-            )
-    return problems
 
 
 _JUDGES: dict[str, tuple[str, Callable[[BacktestResult], list[str]]]] = {

@@ -27,7 +27,12 @@ WINDOW = BacktestWindow("1h", START, START + pd.Timedelta(days=30))
 
 def test_window_is_the_last_full_utc_days(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("CRYPTOTA_BACKTEST_DAYS", "10")
-    window = backtest_window(load_settings(), today=pd.Timestamp("2024-03-05T13:45", tz="UTC"))
+    settings = load_settings()
+    window = backtest_window(
+        settings.backtest_interval,
+        settings.backtest_days,
+        today=pd.Timestamp("2024-03-05T13:45", tz="UTC"),
+    )
     assert (window.interval, window.start, window.end) == (
         "1h",
         pd.Timestamp("2024-02-24", tz="UTC"),
