@@ -41,8 +41,19 @@ BASE_INTERVAL = "1m"
 
 _VALUE_COLUMNS = list(CANDLE_COLUMNS)
 _QUOTED = ", ".join(f'"{c}"' for c in _VALUE_COLUMNS)
-_CHANGED = " OR ".join(f'candles."{c}" IS DISTINCT FROM EXCLUDED."{c}"' for c in _VALUE_COLUMNS)
-_SET = ", ".join(f'"{c}" = EXCLUDED."{c}"' for c in [*_VALUE_COLUMNS, "ingested_at"])
+_COLUMNS = f'exchange, symbol, "interval", open_time, {_QUOTED}, ingested_at'
+
+
+def _on_conflict(distinct: str) -> str:
+    """The upsert clause of both dialects: replace a stored candle only when a value differs, so
+    re-ingesting unchanged candles rewrites nothing (``distinct``: PostgreSQL's
+    ``IS DISTINCT FROM``, SQLite's ``IS NOT``)."""
+    assignments = ", ".join(f'"{c}" = EXCLUDED."{c}"' for c in [*_VALUE_COLUMNS, "ingested_at"])
+    changed = " OR ".join(f'candles."{c}" {distinct} EXCLUDED."{c}"' for c in _VALUE_COLUMNS)
+    return (
+        f'ON CONFLICT (exchange, symbol, "interval", open_time) DO UPDATE SET {assignments} '
+        f"WHERE {changed}"
+    )
 
 
 @dataclass(frozen=True)
@@ -142,7 +153,7 @@ class CandleStore:
             ],
             n,
         )
-        columns = f'exchange, symbol, "interval", open_time, {_QUOTED}, ingested_at'
+        columns = _COLUMNS
         # Serialise writers of the same series so that the empty-range fast path below cannot
         # race another writer; different series still load in parallel.
         conn.execute(
@@ -175,8 +186,7 @@ class CandleStore:
             copy.write(payload)
         result = conn.exec_driver_sql(
             f"INSERT INTO candles ({columns}) SELECT {columns} FROM candles_stage "
-            f'ON CONFLICT (exchange, symbol, "interval", open_time) DO UPDATE SET {_SET} '
-            f"WHERE {_CHANGED}"
+            + _on_conflict("IS DISTINCT FROM")
         )
         return int(result.rowcount)
 
@@ -197,15 +207,8 @@ class CandleStore:
                 strict=True,
             )
         )
-        changed = " OR ".join(f'candles."{c}" IS NOT excluded."{c}"' for c in _VALUE_COLUMNS)
-        sql = (
-            "INSERT INTO candles "
-            f'(exchange, symbol, "interval", open_time, {_QUOTED}, ingested_at) '
-            f"VALUES ({', '.join('?' * (len(_VALUE_COLUMNS) + 5))}) "
-            f'ON CONFLICT (exchange, symbol, "interval", open_time) DO UPDATE SET '
-            + ", ".join(f'"{c}" = excluded."{c}"' for c in [*_VALUE_COLUMNS, "ingested_at"])
-            + f" WHERE {changed}"
-        )
+        placeholders = ", ".join("?" * (len(_VALUE_COLUMNS) + 5))
+        sql = f"INSERT INTO candles ({_COLUMNS}) VALUES ({placeholders}) " + _on_conflict("IS NOT")
         before = conn.exec_driver_sql("SELECT total_changes()").scalar_one()
         conn.exec_driver_sql(sql, rows)
         after = conn.exec_driver_sql("SELECT total_changes()").scalar_one()
