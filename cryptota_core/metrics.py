@@ -34,6 +34,7 @@ import pandas as pd
 from cryptota_core.backtest.trades import TRADE_COLUMNS
 from cryptota_core.errors import InvalidInputError
 from cryptota_core.market.intervals import interval_ms, periods_per_year
+from cryptota_core.numbers import finite_or_none
 
 log = logging.getLogger(__name__)
 
@@ -641,13 +642,6 @@ def trade_statistics(trades: pd.DataFrame) -> dict[str, float]:
 # --------------------------------------------------------------------------------------------
 
 
-def _finite_or_none(value: float | None) -> float | None:
-    if value is None:
-        return None
-    number = float(value)
-    return number if math.isfinite(number) else None
-
-
 def compute_metrics(
     equity: pd.Series,
     trades: pd.DataFrame,
@@ -685,7 +679,7 @@ def compute_metrics(
         else:
             held = float(exposure_bars)
         values["exposure_pct"] = held / n_bars if n_bars else math.nan
-    return {name: _finite_or_none(values[name]) for name in METRIC_NAMES}
+    return {name: finite_or_none(values[name]) for name in METRIC_NAMES}
 
 
 def _equity_metrics(equity: pd.Series, periods: float, interval: str) -> dict[str, float]:

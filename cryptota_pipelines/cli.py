@@ -5,12 +5,14 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Sequence
+from typing import Any
 
 import click
 from rich.table import Table
 
 from cryptota_core.cli import cli, console, out
 from cryptota_core.cli import main as core_main
+from cryptota_core.numbers import finite_or_none
 from cryptota_core.settings import load_settings
 
 
@@ -76,8 +78,8 @@ def demo_command(days: int) -> None:
 HEADLINE = ("sharpe_ratio", "total_return", "max_drawdown", "trade_count", "win_rate")
 
 
-def _fmt(value: object) -> str:
-    if value is None or value != value:  # None or NaN
+def _fmt(value: Any) -> str:
+    if finite_or_none(value) is None:
         return "-"
     return f"{value:,.4f}" if isinstance(value, float) else str(value)
 

@@ -8,6 +8,8 @@ from typing import Any
 
 import pandas as pd
 
+from cryptota_core.numbers import finite_or_none
+
 ORDER_COLUMNS: tuple[str, ...] = (
     "created_time",  # open_time of the bar after whose close the order was placed
     "side",  # "buy" | "sell"
@@ -90,10 +92,10 @@ class BacktestResult:
             "commission": self.commission,
             "slippage": self.slippage,
             "stake": self.stake,
-            "metrics": {k: _num(v) for k, v in self.metrics.items()},
+            "metrics": {k: finite_or_none(v) for k, v in self.metrics.items()},
             "trades": [_trade_json(row) for row in self.trades.itertuples(index=False)],
             "rejected_orders": self.rejected_orders,
-            "equity_final": _num(self.equity_final),
+            "equity_final": finite_or_none(self.equity_final),
         }
 
 
@@ -105,24 +107,17 @@ def _iso(ts: Any) -> str | None:
     return stamp.isoformat().replace("+00:00", "Z")
 
 
-def _num(value: Any) -> float | None:
-    if value is None:
-        return None
-    number = float(value)
-    return number if math.isfinite(number) else None
-
-
 def _trade_json(row: Any) -> dict[str, Any]:
     return {
         "entry_time": _iso(row.entry_time),
         "exit_time": _iso(row.exit_time),
         "side": str(row.side),
-        "size": _num(row.size),
-        "entry_price": _num(row.entry_price),
-        "exit_price": _num(row.exit_price),
-        "pnl": _num(row.pnl),
-        "pnl_pct": _num(row.pnl_pct),
-        "commission": _num(row.commission),
+        "size": finite_or_none(row.size),
+        "entry_price": finite_or_none(row.entry_price),
+        "exit_price": finite_or_none(row.exit_price),
+        "pnl": finite_or_none(row.pnl),
+        "pnl_pct": finite_or_none(row.pnl_pct),
+        "commission": finite_or_none(row.commission),
         "bars": int(row.bars),
         "is_open": bool(row.is_open),
     }

@@ -15,7 +15,6 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import math
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -30,6 +29,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from cryptota_core.backtest.result import BacktestResult, empty_orders
 from cryptota_core.backtest.trades import TRADE_COLUMNS, empty_trades
 from cryptota_core.errors import InvalidInputError, NoDataError
+from cryptota_core.numbers import finite_or_none
 from cryptota_core.storage import pg_copy
 from cryptota_core.storage.database import create_store_engine, translate_db_errors
 from cryptota_core.storage.pg_copy import ms_to_pg_timestamp, pg_timestamp_to_ms
@@ -161,15 +161,6 @@ def backtest_run_key(
     return hashlib.sha256(canonical.encode()).hexdigest()[:32]
 
 
-def _finite(value: Any) -> float | None:
-    """JSON columns and leaderboards take finite numbers only: PostgreSQL's ``json`` rejects
-    NaN, and SQLite stores a NaN REAL as NULL anyway, so undefined values are stored as NULL."""
-    if value is None:
-        return None
-    number = float(value)
-    return number if math.isfinite(number) else None
-
-
 def _json_params(params: Mapping[str, Any], what: str) -> dict[str, Any]:
     try:
         return dict(json.loads(json.dumps(dict(params), allow_nan=False)))
@@ -292,7 +283,7 @@ class ResultsStore:
             engine=result.engine,
         )
         open_ms, equity, benchmark = _equity_arrays(result)
-        metrics = {name: _finite(value) for name, value in result.metrics.items()}
+        metrics = {name: finite_or_none(value) for name, value in result.metrics.items()}
         trade_count = metrics.get("trade_count")
         row = {
             "run_key": key,
@@ -314,7 +305,7 @@ class ResultsStore:
             "slippage": float(result.slippage),
             "stake": float(result.stake),
             "rejected_orders": int(result.rejected_orders),
-            "equity_final": _finite(equity[-1]) if len(equity) else None,
+            "equity_final": finite_or_none(equity[-1]) if len(equity) else None,
             "metrics": metrics,
             **{name: metrics.get(name) for name in PROMOTED_METRICS if name != "trade_count"},
             "trade_count": int(trade_count) if trade_count is not None else None,
@@ -647,23 +638,17 @@ def _trade_rows(key: str, trades: pd.DataFrame) -> list[dict[str, Any]]:
                 if pd.isna(trade.exit_time)
                 else _utc(trade.exit_time).to_pydatetime(),
                 "side": str(trade.side),
-                "size": _float_or_none(trade.size),
-                "entry_price": _float_or_none(trade.entry_price),
-                "exit_price": _float_or_none(trade.exit_price),
-                "pnl": _float_or_none(trade.pnl),
-                "pnl_pct": _float_or_none(trade.pnl_pct),
-                "commission": _float_or_none(trade.commission),
+                "size": finite_or_none(trade.size),
+                "entry_price": finite_or_none(trade.entry_price),
+                "exit_price": finite_or_none(trade.exit_price),
+                "pnl": finite_or_none(trade.pnl),
+                "pnl_pct": finite_or_none(trade.pnl_pct),
+                "commission": finite_or_none(trade.commission),
                 "bars": int(trade.bars),
                 "is_open": bool(trade.is_open),
             }
         )
     return rows
-
-
-def _float_or_none(value: Any) -> float | None:
-    """NaN as NULL: SQLite would turn it into NULL anyway, so both backends read back NaN."""
-    number = float(value)
-    return None if math.isnan(number) else number
 
 
 def _trades_frame(rows: Sequence[Any]) -> pd.DataFrame:

@@ -43,6 +43,7 @@ from cryptota_core.backtest.runs import (
     run_many,
 )
 from cryptota_core.errors import NoDataError
+from cryptota_core.numbers import finite_or_none
 from cryptota_core.storage.results_store import PROMOTED_METRICS, best_per_symbol
 from cryptota_pipelines.defs.ingestion.assets import (
     NOT_RETRYABLE,
@@ -138,14 +139,9 @@ def backtest_runs(
     return MaterializeResult(metadata=run_summary(keys, runs, best, window))
 
 
-def _number(value: float | None) -> float | None:
-    """A metric for metadata: undefined (None or NaN) as null."""
-    return float(value) if value is not None and math.isfinite(value) else None
-
-
 def _rank_value(run: StoredRun) -> float:
     """What "best" means in a run's summary: the Sharpe ratio, undefined ranking last."""
-    sharpe = _number(run.result.metrics.get(LEADERBOARD_METRIC))
+    sharpe = finite_or_none(run.result.metrics.get(LEADERBOARD_METRIC))
     return -math.inf if sharpe is None else sharpe
 
 
@@ -159,8 +155,8 @@ def run_metadata(run: StoredRun) -> dict[str, Any]:
         "bars": result.bars,
         "cached": run.cached,
         "candle_fingerprint": run.candles.fingerprint,
-        **{name: _number(result.metrics.get(name)) for name in PROMOTED_METRICS},
-        "equity_final": _number(result.equity_final),
+        **{name: finite_or_none(result.metrics.get(name)) for name in PROMOTED_METRICS},
+        "equity_final": finite_or_none(result.equity_final),
     }
 
 
@@ -188,7 +184,7 @@ def run_summary(
         "runs": len(runs),
         "cached_runs": sum(run.cached for run in runs.values()),
         "best_run": str(keys[best]),
-        "best_sharpe_ratio": _number(runs[best].result.metrics.get(LEADERBOARD_METRIC)),
+        "best_sharpe_ratio": finite_or_none(runs[best].result.metrics.get(LEADERBOARD_METRIC)),
         "window": f"{window.start.isoformat()} .. {window.end.isoformat()}",
         "interval": window.interval,
         "fingerprints": ", ".join(f"{symbol}:{fp}" for symbol, fp in fingerprints.items()),
@@ -207,7 +203,7 @@ def headline_table(keys: Mapping[str, BacktestKey], runs: Mapping[str, StoredRun
         {
             "symbol": keys[p].symbol,
             "param_set": keys[p].param_set,
-            **{name: _number(runs[p].result.metrics.get(name)) for name in PROMOTED_METRICS},
+            **{name: finite_or_none(runs[p].result.metrics.get(name)) for name in PROMOTED_METRICS},
             "cached": runs[p].cached,
         }
         for p in ordered[:SUMMARY_ROWS]
