@@ -32,7 +32,6 @@ import struct
 import threading
 from collections.abc import Callable, Iterator, Mapping
 from typing import Any, Protocol
-from urllib.parse import urlsplit, urlunsplit
 
 import numpy as np
 import pandas as pd
@@ -43,6 +42,7 @@ from redis.retry import Retry
 
 from cryptota_core.backtest.result import BacktestResult
 from cryptota_core.errors import InvalidInputError
+from cryptota_core.redact import mask_url_password
 from cryptota_core.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -346,18 +346,6 @@ class NullCache:
         return None
 
 
-def safe_redis_url(url: str) -> str:
-    """``url`` with any password masked, for log lines (DESIGN §8: secrets never in logs)."""
-    parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    host = parts.hostname or ""
-    if parts.port is not None:
-        host = f"{host}:{parts.port}"
-    user = parts.username or ""
-    return urlunsplit(parts._replace(netloc=f"{user}:***@{host}"))
-
-
 class BacktestCache:
     """Backtest results in Redis, one blob per key with a TTL, plus hit/miss counters.
 
@@ -391,7 +379,7 @@ class BacktestCache:
             socket_connect_timeout=timeout,
             retry=Retry(NoBackoff(), 1),
         )
-        return cls(client, ttl_seconds=ttl_seconds, label=safe_redis_url(url))
+        return cls(client, ttl_seconds=ttl_seconds, label=mask_url_password(url))
 
     @property
     def enabled(self) -> bool:

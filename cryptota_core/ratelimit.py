@@ -36,6 +36,7 @@ from redis.backoff import NoBackoff
 from redis.retry import Retry
 
 from cryptota_core.errors import InvalidInputError
+from cryptota_core.redact import mask_url_password
 from cryptota_core.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -283,7 +284,7 @@ class RedisWeightLimiter:
         self._pause = self._client.register_script(_PAUSE)
         self._fallback: LocalWeightLimiter | None = None
         self._fallback_lock = threading.Lock()
-        self._label = _safe_url(redis_url)
+        self._label = mask_url_password(redis_url)
 
     def __repr__(self) -> str:
         return (
@@ -371,19 +372,6 @@ class RedisWeightLimiter:
 
     def close(self) -> None:
         self._client.close()
-
-
-def _safe_url(url: str) -> str:
-    """The Redis URL with any password masked (DESIGN §8)."""
-    from urllib.parse import urlsplit, urlunsplit
-
-    parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    host = parts.hostname or ""
-    if parts.port is not None:
-        host = f"{host}:{parts.port}"
-    return urlunsplit(parts._replace(netloc=f"{parts.username or ''}:***@{host}"))
 
 
 def open_rate_limiter(

@@ -19,6 +19,7 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict, Settin
 from cryptota_core.errors import ConfigError
 from cryptota_core.market.frame import parse_symbols
 from cryptota_core.market.intervals import parse_interval
+from cryptota_core.redact import mask_url_password
 
 SourceName = Literal["auto", "binance", "archive", "synthetic"]
 
@@ -181,6 +182,4 @@ def _shown(field: str, value: object) -> str:
     """How a rejected value appears in the error: secrets never, URL passwords masked."""
     if field in ("binance_api_key", "binance_api_secret"):
         return "'***'"
-    return repr(
-        re.sub(r"(//[^:/@]+:)[^@]*@", r"\1***@", value) if isinstance(value, str) else value
-    )
+    return repr(mask_url_password(value) if isinstance(value, str) else value)
