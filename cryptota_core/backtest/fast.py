@@ -1,27 +1,17 @@
 """The fast engine: DESIGN §5 in numba kernels, bar for bar what the backtrader engine does.
 
-The kernels (``*_nb``) take and return only NumPy arrays; :func:`run_fast_backtest` is the
-pandas-facing wrapper that validates input, computes the strategy's signals, calls the
-simulation kernel and builds the same :class:`BacktestResult` as
-:func:`~cryptota_core.backtest.engine.run_backtest` (trades through the shared
+:func:`run_fast_backtest` is the pandas-facing wrapper: it validates input like
+:func:`~cryptota_core.backtest.engine.run_backtest`, computes the strategy's signals, runs the
+simulation kernel (:mod:`cryptota_core.backtest.kernels`) and builds the same
+:class:`BacktestResult` (trades through the shared
 :func:`~cryptota_core.backtest.engine.trades_from_fills`, metrics through
 :func:`~cryptota_core.metrics.compute_metrics`).
 
-Parity with backtrader is exact, not approximate, because each floating-point operation is done
-in backtrader's order:
-
-* **RSI** (``bt.indicators.RSI(period, safediv=True)``): up/down moves ``max(±(c[i] − c[i−1]),
-  0)``; each smoothed by backtrader's SMMA, i.e. ``ExponentialSmoothing(alpha=1/period)`` seeded
-  on bar ``period`` with ``math.fsum`` of the first ``period`` moves ÷ ``period``, then
-  ``prev × (1 − alpha) + x × alpha``; ``rs = up / down`` with ``0/0 → 1`` (RSI 50) and
-  ``x/0 → inf`` (RSI 100); ``rsi = 100 − 100 / (1 + rs)``.
-* **SMA** is backtrader's ``Average``: ``math.fsum(window) / period``, a correctly rounded sum,
-  kept here as a rolling exact (Shewchuk) expansion and rounded as CPython's ``fsum`` rounds it.
-* **Broker** (``BackBroker._execute`` with a stock-like percent commission, leverage 1): a buy
-  fills at ``open × (1 + slippage)`` capped at the high, and is rejected when
-  ``cash − size × price − |size| × commission × price < 0``; a sell fills at ``open × (1 −
-  slippage)`` floored at the low, and credits ``size × entry + size × (price − entry)`` minus its
-  commission; the value at each close is ``cash + ((size × close − upnl) + upnl)``.
+Parity with backtrader is exact, not approximate: every kernel does each floating-point
+operation in backtrader's order (see :mod:`~cryptota_core.backtest.kernels.indicators` for RSI
+and SMA, :mod:`~cryptota_core.backtest.kernels.broker` for fills, cash and valuation,
+:mod:`~cryptota_core.backtest.kernels.grid` for the grid's order book). The tests check trades,
+orders, equity and metrics for equality on random candles and parameters.
 """
 
 from __future__ import annotations
@@ -31,7 +21,6 @@ import math
 from collections.abc import Mapping
 from typing import Any
 
-import numba
 import numpy as np
 import pandas as pd
 
@@ -43,275 +32,75 @@ from cryptota_core.backtest.engine import (
     orders_frame,
     trades_from_fills,
 )
+from cryptota_core.backtest.kernels.broker import (
+    STATUS_FILLED,
+    STATUS_NAMES,
+    STATUS_OPEN,
+    STATUS_REJECTED,
+    simulate_long_nb,
+)
+from cryptota_core.backtest.kernels.grid import (
+    F_BAR,
+    F_COMMISSION,
+    F_PRICE,
+    F_SIZE,
+    O_BAR,
+    O_COMMISSION,
+    O_FILL_BAR,
+    O_FILL_PRICE,
+    O_LIMIT,
+    O_PRICE,
+    O_SIDE,
+    O_SIZE,
+    O_STATUS,
+    simulate_grid_nb,
+)
+from cryptota_core.backtest.kernels.indicators import rsi_nb, sma_nb
+from cryptota_core.backtest.kernels.signals import divergence_signals_nb, level_signals_nb
 from cryptota_core.backtest.result import BacktestResult
 from cryptota_core.errors import InvalidInputError
 from cryptota_core.market.intervals import parse_interval
 from cryptota_core.strategies import Strategy, StrategyParams
 from cryptota_core.strategies.base import Fill, OrderRecord
-from cryptota_core.strategies.rsi import RsiParams
-from cryptota_core.strategies.rsi_ma import RsiMaParams
+from cryptota_core.strategies.grid import Grid, GridParams
+from cryptota_core.strategies.rsi import Rsi, RsiParams
+from cryptota_core.strategies.rsi_divergence import RsiDivergence, RsiDivergenceParams
+from cryptota_core.strategies.rsi_ma import RsiMa, RsiMaParams
+
+__all__ = [
+    "ENGINE",
+    "STATUS_FILLED",
+    "STATUS_OPEN",
+    "STATUS_REJECTED",
+    "SUPPORTED",
+    "rsi_nb",
+    "run_fast_backtest",
+    "signals",
+    "sma_nb",
+    "supports",
+]
 
 log = logging.getLogger(__name__)
 
 ENGINE = "fast"
-SUPPORTED: tuple[str, ...] = ("rsi", "rsi_ma")
+SUPPORTED: tuple[str, ...] = ("rsi", "rsi_ma", "rsi_divergence", "grid")
+"""The built-in strategies the fast engine runs (all of them). A user strategy runs on
+backtrader only: the fast engine cannot know its rules."""
 
-# Order status codes of the simulation kernel.
-STATUS_OPEN = 0
-STATUS_FILLED = 1
-STATUS_REJECTED = 2
-_STATUS_NAMES = {STATUS_OPEN: "open", STATUS_FILLED: "filled", STATUS_REJECTED: "rejected"}
-
-_PARTIALS = 128  # capacity of a rolling exact-sum expansion (prices need a handful)
-
-
-# ==================================================================================== kernels
-@numba.njit(cache=True)
-def _grow_nb(partials: np.ndarray, n: int, x: float) -> int:
-    """Add ``x`` to the non-overlapping expansion ``partials[:n]`` exactly (CPython's
-    ``math.fsum`` inner loop); return the new length, or -1 when the capacity is exceeded."""
-    i = 0
-    for j in range(n):
-        y = partials[j]
-        if abs(x) < abs(y):
-            x, y = y, x
-        hi = x + y
-        yr = hi - x
-        lo = y - yr
-        if lo != 0.0:
-            partials[i] = lo
-            i += 1
-        x = hi
-    if x != 0.0:
-        if i >= partials.shape[0]:
-            return -1
-        partials[i] = x
-        i += 1
-    return i
+_BUILT_IN: dict[str, type[Strategy]] = {
+    "rsi": Rsi,
+    "rsi_ma": RsiMa,
+    "rsi_divergence": RsiDivergence,
+    "grid": Grid,
+}
 
 
-@numba.njit(cache=True)
-def _round_partials_nb(partials: np.ndarray, n: int) -> float:
-    """The expansion ``partials[:n]`` correctly rounded to a float, as CPython's ``fsum``."""
-    hi = 0.0
-    lo = 0.0
-    if n > 0:
-        n -= 1
-        hi = partials[n]
-        while n > 0:
-            x = hi
-            n -= 1
-            y = partials[n]
-            hi = x + y
-            yr = hi - x
-            lo = y - yr
-            if lo != 0.0:
-                break
-        if n > 0 and ((lo < 0.0 and partials[n - 1] < 0.0) or (lo > 0.0 and partials[n - 1] > 0.0)):
-            y = lo * 2.0
-            x = hi + y
-            yr = x - hi
-            if y == yr:
-                hi = x
-    return hi
+def supports(spec: Strategy) -> bool:
+    """Whether ``spec`` is one of the built-in strategies (not merely one named like it)."""
+    built_in = _BUILT_IN.get(spec.name)
+    return built_in is not None and type(spec) is built_in
 
 
-@numba.njit(cache=True)
-def fsum_nb(values: np.ndarray) -> float:
-    """``math.fsum(values)``, bit for bit (finite values)."""
-    partials = np.empty(max(_PARTIALS, values.shape[0] + 1), dtype=np.float64)
-    n = 0
-    for k in range(values.shape[0]):
-        n = _grow_nb(partials, n, values[k])
-    return _round_partials_nb(partials, n)
-
-
-@numba.njit(cache=True)
-def sma_nb(close: np.ndarray, period: int) -> np.ndarray:
-    """backtrader's ``SMA(period)``: ``math.fsum`` of the last ``period`` values ÷ ``period``,
-    NaN for the first ``period − 1`` bars. The exact window sum rolls forward (add the new value,
-    subtract the old one, both exactly), so each bar costs O(1) instead of O(period)."""
-    n = close.shape[0]
-    out = np.full(n, np.nan)
-    if period < 1 or n < period:
-        return out
-    partials = np.empty(_PARTIALS, dtype=np.float64)
-    m = 0
-    for i in range(n):
-        m = _grow_nb(partials, m, close[i])
-        if m >= 0 and i >= period:
-            m = _grow_nb(partials, m, -close[i - period])
-        if m < 0:  # expansion overflowed: rebuild it from the window
-            m = 0
-            for k in range(max(0, i - period + 1), i + 1):
-                m = _grow_nb(partials, m, close[k])
-        if i >= period - 1:
-            out[i] = _round_partials_nb(partials, m) / period
-    return out
-
-
-@numba.njit(cache=True)
-def rsi_nb(close: np.ndarray, period: int) -> np.ndarray:
-    """backtrader's ``RSI(period, safediv=True)``, bit for bit; NaN before bar ``period``."""
-    n = close.shape[0]
-    out = np.full(n, np.nan)
-    if period < 1 or n <= period:
-        return out
-    up = np.zeros(n)
-    down = np.zeros(n)
-    for i in range(1, n):
-        up[i] = max(close[i] - close[i - 1], 0.0)
-        down[i] = max(close[i - 1] - close[i], 0.0)
-    alpha = 1.0 / period
-    alpha1 = 1.0 - alpha
-    ma_up = fsum_nb(up[1 : period + 1]) / period
-    ma_down = fsum_nb(down[1 : period + 1]) / period
-    for i in range(period, n):
-        if i > period:
-            ma_up = ma_up * alpha1 + up[i] * alpha
-            ma_down = ma_down * alpha1 + down[i] * alpha
-        # DivZeroByZero: 0/0 -> rs 1 (RSI 50), x/0 -> rs inf (RSI 100)
-        no_loss = 1.0 if ma_up == 0.0 else np.inf
-        rs = ma_up / ma_down if ma_down != 0.0 else no_loss
-        out[i] = 100.0 - 100.0 / (1.0 + rs)
-    return out
-
-
-@numba.njit(cache=True)
-def simulate_long_nb(
-    open_: np.ndarray,
-    high: np.ndarray,
-    low: np.ndarray,
-    close: np.ndarray,
-    entry_signal: np.ndarray,
-    exit_signal: np.ndarray,
-    warmup: int,
-    cash: float,
-    commission: float,
-    slippage: float,
-    stake: float,
-) -> tuple[
-    np.ndarray,
-    np.ndarray,
-    np.ndarray,
-    np.ndarray,
-    np.ndarray,
-    np.ndarray,
-    np.ndarray,
-    np.ndarray,
-    np.ndarray,
-]:
-    """DESIGN §5 long-only market-order simulation, as backtrader's ``BackBroker`` computes it.
-
-    Signals are read on bar ``t`` (from ``warmup`` on) and fill at the open of ``t + 1``. Returns
-    ``(equity, position, order_bar, order_side, order_size, order_status, fill_bar, fill_price,
-    fill_commission)``: the value and position size at every close, then one row per order
-    (side +1 buy / −1 sell; status 0 open, 1 filled, 2 rejected; fill fields −1/NaN unless
-    filled)."""
-    n = close.shape[0]
-    equity = np.empty(n)
-    position = np.empty(n)
-    order_bar = np.empty(n, dtype=np.int64)
-    order_side = np.empty(n, dtype=np.int64)
-    order_size = np.empty(n)
-    order_status = np.empty(n, dtype=np.int64)
-    fill_bar = np.empty(n, dtype=np.int64)
-    fill_price = np.empty(n)
-    fill_comm = np.empty(n)
-    orders = 0
-    pending = -1  # index of the order waiting for the next open
-    size = 0.0  # position size
-    price = 0.0  # position (entry) price
-    for t in range(n):
-        if pending >= 0:
-            k = pending
-            pending = -1
-            if order_side[k] > 0:
-                p = open_[t]
-                if slippage:
-                    pslip = p * (1 + slippage)
-                    p = pslip if pslip <= high[t] else high[t]
-                qty = order_size[k]
-                new_cash = cash - abs(qty) * p / 1.0
-                comm = abs(qty) * commission * p
-                new_cash -= comm
-                if new_cash < 0.0:
-                    order_status[k] = STATUS_REJECTED
-                else:
-                    cash = new_cash
-                    size = qty
-                    price = p
-                    order_status[k] = STATUS_FILLED
-                    fill_bar[k] = t
-                    fill_price[k] = p
-                    fill_comm[k] = 0.0 + comm
-            else:
-                p = open_[t]
-                if slippage:
-                    pslip = p * (1 - slippage)
-                    p = pslip if pslip >= low[t] else low[t]
-                closed = -size
-                closed_value = abs(closed) * price
-                pnl = -closed * (p - price) * 1.0
-                cash += closed_value / 1.0 + pnl
-                comm = abs(closed) * commission * p
-                cash -= comm
-                cash += 0.0
-                size = 0.0
-                price = 0.0
-                order_status[k] = STATUS_FILLED
-                fill_bar[k] = t
-                fill_price[k] = p
-                fill_comm[k] = comm + 0.0
-        if size > 0.0:
-            dvalue = size * close[t]
-            unrealized = size * (close[t] - price) * 1.0
-            value_unlever = 0.0 + (dvalue - unrealized) / 1.0
-            value_unlever += unrealized
-        else:
-            value_unlever = 0.0
-        value = cash + value_unlever
-        equity[t] = value
-        position[t] = size
-        if t < warmup:
-            continue
-        if size == 0.0:
-            if entry_signal[t]:
-                qty = stake * value / close[t]
-                if qty:
-                    order_bar[orders] = t
-                    order_side[orders] = 1
-                    order_size[orders] = qty
-                    order_status[orders] = STATUS_OPEN
-                    fill_bar[orders] = -1
-                    fill_price[orders] = np.nan
-                    fill_comm[orders] = np.nan
-                    pending = orders
-                    orders += 1
-        elif size > 0.0 and exit_signal[t]:
-            order_bar[orders] = t
-            order_side[orders] = -1
-            order_size[orders] = abs(size)
-            order_status[orders] = STATUS_OPEN
-            fill_bar[orders] = -1
-            fill_price[orders] = np.nan
-            fill_comm[orders] = np.nan
-            pending = orders
-            orders += 1
-    return (
-        equity,
-        position,
-        order_bar[:orders],
-        order_side[:orders],
-        order_size[:orders],
-        order_status[:orders],
-        fill_bar[:orders],
-        fill_price[:orders],
-        fill_comm[:orders],
-    )
-
-
-# ============================================================================ pandas wrapper
 def run_fast_backtest(
     candles: pd.DataFrame,
     strategy: str | Strategy | type[Strategy],
@@ -327,7 +116,7 @@ def run_fast_backtest(
     in :data:`SUPPORTED`: the same trades, equity, orders and metrics, many times faster."""
     interval = parse_interval(interval)
     spec = _resolve_strategy(strategy)
-    if spec.name not in SUPPORTED:
+    if not supports(spec):
         raise InvalidInputError(
             f"the fast engine supports {', '.join(SUPPORTED)}; "
             f"use --engine backtrader for {spec.name}"
@@ -343,12 +132,89 @@ def run_fast_backtest(
             len(frame),
             warmup,
         )
-
     open_, high, low, closes = (
         np.ascontiguousarray(frame[c].to_numpy(dtype="float64"))
         for c in ("open", "high", "low", "close")
     )
-    entry, exit_ = _signals(spec.name, model, closes)
+    index = pd.DatetimeIndex(frame.index)
+    if isinstance(model, GridParams):
+        equity_values, positions, records, fills, rejected = _run_grid(
+            model, open_, high, low, closes, cash=cash, commission=commission, slippage=slippage
+        )
+    else:
+        entry, exit_ = signals(model, open_, high, low, closes)
+        equity_values, positions, records, fills, rejected = _run_long(
+            entry,
+            exit_,
+            open_,
+            high,
+            low,
+            closes,
+            warmup=warmup,
+            cash=cash,
+            commission=commission,
+            slippage=slippage,
+            stake=stake,
+        )
+    equity = pd.Series(equity_values, index=index, name="equity", dtype="float64")
+    benchmark = pd.Series(cash * closes / closes[0], index=index, name="benchmark")
+    return measured_result(
+        spec,
+        model,
+        engine=ENGINE,
+        interval=interval,
+        equity=equity,
+        trades=trades_from_fills(fills, index, closes[-1]),
+        benchmark=benchmark,
+        exposure_bars=int(np.count_nonzero(positions)),
+        rejected_orders=rejected,
+        orders=orders_frame(records, index),
+        broker=(cash, commission, slippage, stake),
+    )
+
+
+def signals(
+    model: StrategyParams,
+    open_: np.ndarray,
+    high: np.ndarray,
+    low: np.ndarray,
+    close: np.ndarray,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Entry and exit signals of a long-only built-in strategy on every bar (False where
+    undefined; the simulation also ignores the warm-up bars)."""
+    del open_  # no built-in strategy reads the open to decide; kept for one signature
+    if isinstance(model, RsiDivergenceParams):
+        rsi = rsi_nb(close, int(model.period))
+        warmup = RsiDivergence().warmup(model)
+        return divergence_signals_nb(
+            low, high, rsi, int(model.pivot_window), int(model.max_gap), int(warmup)
+        )
+    if isinstance(model, RsiParams):  # rsi, and rsi_ma which extends it
+        rsi = rsi_nb(close, int(model.period))
+        use_trend = isinstance(model, RsiMaParams)
+        trend = sma_nb(close, int(model.ma_period)) if isinstance(model, RsiMaParams) else close
+        return level_signals_nb(
+            rsi, float(model.oversold), float(model.overbought), close, trend, use_trend
+        )
+    raise InvalidInputError(f"no fast signals for parameters {type(model).__name__}")
+
+
+def _run_long(
+    entry: np.ndarray,
+    exit_: np.ndarray,
+    open_: np.ndarray,
+    high: np.ndarray,
+    low: np.ndarray,
+    close: np.ndarray,
+    *,
+    warmup: int,
+    cash: float,
+    commission: float,
+    slippage: float,
+    stake: float,
+) -> tuple[np.ndarray, np.ndarray, list[OrderRecord], list[Fill], int]:
+    """The long-only market-order simulation, as (equity, positions, orders, fills,
+    rejections)."""
     (
         equity_values,
         positions,
@@ -363,7 +229,7 @@ def run_fast_backtest(
         open_,
         high,
         low,
-        closes,
+        close,
         entry,
         exit_,
         int(warmup),
@@ -372,10 +238,6 @@ def run_fast_backtest(
         float(slippage),
         float(stake),
     )
-
-    index = pd.DatetimeIndex(frame.index)
-    equity = pd.Series(equity_values, index=index, name="equity", dtype="float64")
-    benchmark = pd.Series(cash * closes / closes[0], index=index, name="benchmark")
     filled = np.flatnonzero(order_status == STATUS_FILLED)
     fills = [
         Fill(
@@ -386,7 +248,6 @@ def run_fast_backtest(
         )
         for k in filled
     ]
-    trades = trades_from_fills(fills, index, closes[-1])
     records = [
         OrderRecord(
             created_bar=int(order_bar[k]),
@@ -394,36 +255,66 @@ def run_fast_backtest(
             type="market",
             price=math.nan,
             size=float(order_size[k]),
-            status=_STATUS_NAMES[int(order_status[k])],
+            status=STATUS_NAMES[int(order_status[k])],
             fill_bar=int(fill_bar[k]) if order_status[k] == STATUS_FILLED else None,
             fill_price=float(fill_price[k]),
             commission=float(fill_comm[k]),
         )
         for k in range(len(order_bar))
     ]
-    return measured_result(
-        spec,
-        model,
-        engine=ENGINE,
-        interval=interval,
-        equity=equity,
-        trades=trades,
-        benchmark=benchmark,
-        exposure_bars=int(np.count_nonzero(positions)),
-        rejected_orders=int(np.count_nonzero(order_status == STATUS_REJECTED)),
-        orders=orders_frame(records, index),
-        broker=(cash, commission, slippage, stake),
+    rejected = int(np.count_nonzero(order_status == STATUS_REJECTED))
+    return equity_values, positions, records, fills, rejected
+
+
+def _run_grid(
+    model: GridParams,
+    open_: np.ndarray,
+    high: np.ndarray,
+    low: np.ndarray,
+    close: np.ndarray,
+    *,
+    cash: float,
+    commission: float,
+    slippage: float,
+) -> tuple[np.ndarray, np.ndarray, list[OrderRecord], list[Fill], int]:
+    """The grid bot's order-book simulation, as (equity, positions, orders, fills,
+    rejections). ``stake`` does not apply: the grid sizes its orders with ``order_size``."""
+    equity_values, positions, orders, fill_rows, rejected = simulate_grid_nb(
+        open_,
+        high,
+        low,
+        close,
+        int(model.levels),
+        float(model.spacing_pct),
+        float(model.order_size),
+        float(cash),
+        float(commission),
+        float(slippage),
     )
-
-
-def _signals(name: str, model: StrategyParams, close: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Entry and exit signals of a supported strategy on every bar (False where undefined)."""
-    assert isinstance(model, RsiParams)  # both supported strategies extend RsiParams
-    rsi = rsi_nb(close, int(model.period))
-    with np.errstate(invalid="ignore"):
-        entry = rsi < float(model.oversold)
-        exit_ = rsi > float(model.overbought)
-        if name == "rsi_ma":
-            assert isinstance(model, RsiMaParams)
-            entry &= close > sma_nb(close, int(model.ma_period))
-    return entry, exit_
+    fills = [
+        Fill(
+            bar=int(row[F_BAR]),
+            size=float(row[F_SIZE]),
+            price=float(row[F_PRICE]),
+            commission=float(row[F_COMMISSION]),
+        )
+        for row in fill_rows
+    ]
+    records = []
+    for row in orders:
+        status = int(row[O_STATUS])
+        executed = row[O_FILL_BAR] >= 0
+        records.append(
+            OrderRecord(
+                created_bar=int(row[O_BAR]),
+                side="buy" if row[O_SIDE] > 0 else "sell",
+                type="limit" if row[O_LIMIT] else "market",
+                price=float(row[O_PRICE]),
+                size=float(row[O_SIZE]),
+                status=STATUS_NAMES[status],
+                fill_bar=int(row[O_FILL_BAR]) if executed else None,
+                fill_price=float(row[O_FILL_PRICE]),
+                commission=float(row[O_COMMISSION]),
+            )
+        )
+    return equity_values, positions, records, fills, int(rejected)

@@ -1,11 +1,11 @@
-"""The fast engine against its oracle, the backtrader engine: same fills, trades, equity, orders
-and metrics on seeded data, and the same RSI/SMA values as backtrader's indicators."""
+"""The fast engine against its oracle, the backtrader engine: the same fills, trades, equity,
+orders and metrics — equal, not close — on seeded data for all four built-in strategies, and
+the same RSI/SMA values as backtrader's indicators."""
 
 from __future__ import annotations
 
-import math
 from functools import cache
-from typing import Any
+from typing import Any, ClassVar
 
 import backtrader as bt
 import numpy as np
@@ -13,14 +13,14 @@ import pandas as pd
 import pytest
 
 from cryptota_core.backtest.engine import run_backtest
-from cryptota_core.backtest.fast import rsi_nb, run_fast_backtest, sma_nb
+from cryptota_core.backtest.fast import SUPPORTED, rsi_nb, run_fast_backtest, sma_nb
 from cryptota_core.backtest.result import BacktestResult
 from cryptota_core.backtest.trades import TRADE_COLUMNS
 from cryptota_core.errors import InvalidInputError
 from cryptota_core.market.sources.synthetic import generate_candles
+from cryptota_core.strategies import strategy_names
+from cryptota_core.strategies.rsi import Rsi
 from tests.core.backtest.candles_fixture import make_candles
-
-REL = 1e-9
 
 DATASETS = ("fixture-1", "fixture-2", "synthetic-btc", "synthetic-eth")
 
@@ -39,6 +39,12 @@ CASES: list[tuple[str, dict[str, Any], dict[str, float]]] = [
         {"slippage": 0.0005, "commission": 0.0},
     ),
     ("rsi_ma", {"period": 14, "oversold": 45, "overbought": 90, "ma_period": 2}, {}),
+    ("rsi_divergence", {}, {}),
+    ("rsi_divergence", {"period": 7, "pivot_window": 2, "max_gap": 30}, {"stake": 1.0}),
+    ("rsi_divergence", {"period": 3, "pivot_window": 1, "max_gap": 2}, {"slippage": 0.002}),
+    ("grid", {}, {}),
+    ("grid", {"levels": 3, "spacing_pct": 0.5, "order_size": 0.1}, {"slippage": 0.002}),
+    ("grid", {"levels": 1, "spacing_pct": 4.0, "order_size": 0.5}, {"commission": 0.0}),
 ]
 
 
@@ -68,45 +74,25 @@ def _pair(dataset: str, case: int) -> tuple[BacktestResult, BacktestResult]:
 ALL_PAIRS = [(d, c) for d in DATASETS for c in range(len(CASES))]
 
 
-def _assert_close(a: np.ndarray, b: np.ndarray, what: str) -> None:
-    np.testing.assert_allclose(b, a, rtol=REL, atol=0.0, err_msg=what)
+def assert_same_result(oracle: BacktestResult, fast: BacktestResult) -> None:
+    """Everything a backtest reports is equal between the engines, bit for bit."""
+    assert fast.engine == "fast" and oracle.engine == "backtrader"
+    assert (fast.strategy, fast.slug, fast.params) == (oracle.strategy, oracle.slug, oracle.params)
+    assert (fast.bars, fast.start, fast.end) == (oracle.bars, oracle.start, oracle.end)
+    assert fast.rejected_orders == oracle.rejected_orders
+    assert fast.equity.index.equals(oracle.equity.index)
+    np.testing.assert_array_equal(fast.equity.to_numpy(), oracle.equity.to_numpy(), "equity")
+    pd.testing.assert_series_equal(fast.benchmark, oracle.benchmark, check_exact=True)
+    assert list(fast.trades.columns) == list(TRADE_COLUMNS)
+    pd.testing.assert_frame_equal(fast.trades, oracle.trades, check_exact=True)
+    pd.testing.assert_frame_equal(fast.orders, oracle.orders, check_exact=True)
+    assert fast.metrics == oracle.metrics  # None for undefined on both sides, never NaN
 
 
 @pytest.mark.parametrize(("dataset", "case"), ALL_PAIRS)
 def test_fast_engine_matches_backtrader(dataset: str, case: int) -> None:
     oracle, fast = _pair(dataset, case)
-    assert fast.engine == "fast" and oracle.engine == "backtrader"
-    assert (fast.strategy, fast.slug, fast.params) == (oracle.strategy, oracle.slug, oracle.params)
-    assert (fast.bars, fast.start, fast.end) == (oracle.bars, oracle.start, oracle.end)
-    assert fast.rejected_orders == oracle.rejected_orders
-
-    assert fast.equity.index.equals(oracle.equity.index)
-    _assert_close(oracle.equity.to_numpy(), fast.equity.to_numpy(), "equity")
-    pd.testing.assert_series_equal(fast.benchmark, oracle.benchmark, check_exact=True)
-
-    ta, tb = oracle.trades, fast.trades
-    assert list(tb.columns) == list(TRADE_COLUMNS)
-    assert len(tb) == len(ta)
-    assert tb.dtypes.equals(ta.dtypes)
-    for col in ("entry_time", "exit_time", "side", "bars", "is_open"):
-        pd.testing.assert_series_equal(tb[col], ta[col], check_exact=True)
-    for col in ("size", "entry_price", "exit_price", "pnl", "pnl_pct", "commission"):
-        _assert_close(ta[col].to_numpy(), tb[col].to_numpy(), col)
-
-    oa, ob = oracle.orders, fast.orders
-    assert len(ob) == len(oa)
-    for col in ("created_time", "side", "type", "status", "fill_time"):
-        pd.testing.assert_series_equal(ob[col], oa[col], check_exact=True)
-    for col in ("price", "size", "fill_price", "commission"):
-        _assert_close(oa[col].to_numpy(), ob[col].to_numpy(), f"orders.{col}")
-
-    assert fast.metrics.keys() == oracle.metrics.keys()
-    for key, expected in oracle.metrics.items():
-        got = fast.metrics[key]
-        if expected is None or (isinstance(expected, float) and math.isnan(expected)):
-            assert got is None or math.isnan(got), key
-        else:
-            assert got is not None and got == pytest.approx(expected, rel=REL, abs=0.0), key
+    assert_same_result(oracle, fast)
 
 
 def test_the_matrix_covers_the_hard_cases() -> None:
@@ -117,12 +103,16 @@ def test_the_matrix_covers_the_hard_cases() -> None:
     assert any(o.trades["is_open"].any() for o in oracles), "a position open at the end"
     assert any(o.slippage > 0 and len(o.trades) > 0 for o in oracles), "slippage on fills"
     assert any(o.commission == 0 and len(o.trades) > 0 for o in oracles), "zero commission"
-    assert any(o.strategy == "rsi_ma" and len(o.trades) > 3 for o in oracles), "rsi_ma trades"
-    assert sum(len(o.trades) for o in oracles) > 300
+    for name in SUPPORTED:
+        assert any(o.strategy == name and len(o.trades) > 3 for o in oracles), name
+    grid_orders = pd.concat([o.orders for o in oracles if o.strategy == "grid"])
+    statuses = set(grid_orders["status"])
+    assert {"filled", "cancelled", "open"} <= statuses, statuses
+    assert set(grid_orders["type"]) == {"market", "limit"}
     capped = False  # a slipped buy capped at the bar's high
     for dataset, case in ALL_PAIRS:
         oracle = _pair(dataset, case)[0]
-        if oracle.slippage > 0 and len(oracle.trades):
+        if oracle.slippage > 0 and len(oracle.trades) and oracle.strategy != "grid":
             highs = _frame(dataset)["high"].to_numpy()
             bars = oracle.equity.index.get_indexer(oracle.trades["entry_time"])
             capped |= bool((oracle.trades["entry_price"].to_numpy() == highs[bars]).any())
@@ -153,7 +143,7 @@ def _backtrader_indicators(close: np.ndarray, period: int, ma_period: int) -> tu
 
 def _assert_indicator(expected: np.ndarray, got: np.ndarray, first: int) -> None:
     assert np.isnan(got[:first]).all()
-    np.testing.assert_allclose(got[first:], expected[first:], rtol=1e-12, atol=0.0)
+    np.testing.assert_array_equal(got[first:], expected[first:])
 
 
 @pytest.mark.parametrize(("period", "ma_period"), [(2, 2), (7, 20), (14, 50), (30, 200)])
@@ -186,10 +176,23 @@ def test_indicators_are_nan_when_the_series_is_too_short() -> None:
 
 
 # ----------------------------------------------------------------------------------- wrapper
-def test_unsupported_strategy_names_the_backtrader_engine() -> None:
-    message = "the fast engine supports rsi, rsi_ma; use --engine backtrader for grid"
+def test_every_built_in_strategy_runs_on_the_fast_engine() -> None:
+    assert set(SUPPORTED) == set(strategy_names()) & {"rsi", "rsi_ma", "rsi_divergence", "grid"}
+    assert set(SUPPORTED) == {"rsi", "rsi_ma", "rsi_divergence", "grid"}
+
+
+class _UserRsi(Rsi):
+    """A user strategy that reuses RSI's parameters: the fast engine cannot know its rules."""
+
+    name: ClassVar[str] = "user_rsi"
+
+
+def test_user_strategy_names_the_backtrader_engine() -> None:
+    message = "the fast engine supports rsi, rsi_ma, rsi_divergence, grid; use --engine " + (
+        "backtrader for user_rsi"
+    )
     with pytest.raises(InvalidInputError, match=message):
-        run_fast_backtest(make_candles(200), "grid", None, interval="1h")
+        run_fast_backtest(make_candles(200), _UserRsi(), None, interval="1h")
 
 
 def test_bad_settings_are_rejected_like_the_backtrader_engine() -> None:
