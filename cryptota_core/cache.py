@@ -13,8 +13,9 @@ fails because of it.
 Values are one bytes blob (DESIGN §8: pickle is never used for anything read back)::
 
     b"CTBT"  uint16 format version  uint32 header length      (big-endian, 10 bytes)
-    header   UTF-8 JSON: scalars, params, metrics, and per frame its byte offset and length in
-             the body, its columns, dtypes and index
+    header   UTF-8 JSON: the result's own dict form (``BacktestResult.to_dict`` without the
+             trades) and, per frame, its byte offset and length in the body, its columns,
+             dtypes and index
     body     one Arrow IPC stream per frame: equity, benchmark, trades, orders
 
 Decoding reads JSON and Arrow only; a blob without the magic and version (a pickle, garbage, an
@@ -33,7 +34,6 @@ import threading
 from collections.abc import Callable, Iterator, Mapping
 from typing import Any, Protocol
 
-import numpy as np
 import pandas as pd
 import pyarrow as pa
 import redis
@@ -53,7 +53,8 @@ STATS_MISSES = "cryptota:bt:stats:misses"
 DEFAULT_TTL_SECONDS = 7 * 86_400
 
 MAGIC = b"CTBT"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
+"""2: the header holds :meth:`BacktestResult.to_dict` (strict JSON, undefined metrics null)."""
 _HEADER = struct.Struct(">4sHI")
 _FRAMES = ("equity", "benchmark", "trades", "orders")
 _INDEX_COLUMN = "__index__"
@@ -131,22 +132,6 @@ def cache_key(
 
 
 # -- serialisation -------------------------------------------------------------------------------
-
-
-def _json_default(value: Any) -> Any:
-    if isinstance(value, np.generic):
-        return value.item()
-    raise TypeError(f"{type(value).__name__} is not JSON serialisable")
-
-
-def _timestamp_spec(ts: pd.Timestamp) -> dict[str, Any]:
-    stamp = pd.Timestamp(ts)
-    return {"ns": int(stamp.value), "tz": None if stamp.tz is None else str(stamp.tz)}
-
-
-def _timestamp_from(spec: Mapping[str, Any]) -> pd.Timestamp:
-    stamp = pd.Timestamp(int(spec["ns"]), unit="ns")
-    return stamp if spec["tz"] is None else stamp.tz_localize("UTC").tz_convert(spec["tz"])
 
 
 def _frame_to_ipc(frame: pd.DataFrame) -> tuple[bytes, dict[str, Any]]:
@@ -233,25 +218,8 @@ def encode_result(result: BacktestResult) -> bytes:
         spec["offset"], spec["length"] = body.tell(), len(payload)
         body.write(payload)
         frames[name] = spec
-    header = {
-        "strategy": result.strategy,
-        "params": result.params,
-        "slug": result.slug,
-        "engine": result.engine,
-        "interval": result.interval,
-        "bars": result.bars,
-        "start": _timestamp_spec(result.start),
-        "end": _timestamp_spec(result.end),
-        "rejected_orders": result.rejected_orders,
-        "metrics": result.metrics,
-        "cash": result.cash,
-        "commission": result.commission,
-        "slippage": result.slippage,
-        "stake": result.stake,
-        "frames": frames,
-    }
-    # allow_nan keeps NaN/inf metrics exact (Python's json reads its own NaN back).
-    head = json.dumps(header, default=_json_default, allow_nan=True).encode()
+    header = {"result": result.to_dict(trades=False), "frames": frames}
+    head = json.dumps(header, allow_nan=False).encode()
     return _HEADER.pack(MAGIC, FORMAT_VERSION, len(head)) + head + body.getvalue()
 
 
@@ -274,25 +242,12 @@ def decode_result(blob: bytes) -> BacktestResult:
             lo = body_start + int(spec["offset"])
             frames[name] = _frame_from_ipc(blob[lo : lo + int(spec["length"])], spec)
         names = {n: header["frames"][n]["name"] for n in ("equity", "benchmark")}
-        return BacktestResult(
-            strategy=header["strategy"],
-            params=header["params"],
-            slug=header["slug"],
-            engine=header["engine"],
-            interval=header["interval"],
-            bars=header["bars"],
-            start=_timestamp_from(header["start"]),
-            end=_timestamp_from(header["end"]),
+        return BacktestResult.from_dict(
+            header["result"],
             equity=frames["equity"]["values"].rename(names["equity"]),
-            trades=frames["trades"],
             benchmark=frames["benchmark"]["values"].rename(names["benchmark"]),
-            rejected_orders=header["rejected_orders"],
-            metrics=header["metrics"],
+            trades=frames["trades"],
             orders=frames["orders"],
-            cash=header["cash"],
-            commission=header["commission"],
-            slippage=header["slippage"],
-            stake=header["stake"],
         )
     except CorruptEntryError:
         raise

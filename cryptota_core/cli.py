@@ -26,6 +26,7 @@ from cryptota_core.ingest import (
 from cryptota_core.logs import configure_logging
 from cryptota_core.market.frame import SeriesKey, normalise_symbol, parse_symbols
 from cryptota_core.market.intervals import parse_interval, parse_window
+from cryptota_core.numbers import finite_or_none
 from cryptota_core.settings import Settings, load_settings
 from cryptota_core.storage.candle_store import CandleStore
 
@@ -146,20 +147,6 @@ def ingest_command(
     _print_summary(reports)
 
 
-HEADLINE_METRICS = (
-    "total_return",
-    "annual_return",
-    "buy_and_hold_return",
-    "sharpe_ratio",
-    "sortino_ratio",
-    "max_drawdown",
-    "trade_count",
-    "win_rate",
-    "profit_factor",
-    "total_commission",
-)
-
-
 @cli.command("backtest")
 @click.option("--strategy", required=True, help="Registered strategy name, e.g. rsi.")
 @click.option("--params", default=None, help="JSON object, e.g. '{\"period\":14}'.")
@@ -245,17 +232,19 @@ def backtest_command(
         plot_backtest(result, plot_path)
         console.print(f"plot written to {plot_path}")
     if as_json:
-        print(json.dumps(result.to_json_dict(), allow_nan=False))
+        print(json.dumps(result.to_dict(), allow_nan=False))
         return
     table = Table(
         title=f"{result.slug} on {candles.origin} ({result.bars:,} {result.interval} candles)"
     )
     table.add_column("metric")
     table.add_column("value", justify="right")
-    for name in HEADLINE_METRICS:
-        value = result.metrics.get(name)
-        table.add_row(name, "-" if value is None else f"{value:,.4f}")
-    table.add_row("equity_final", f"{result.equity_final:,.2f}")
+    # Every metric, as backtesting.py prints its stats: the headline first, in bold.
+    headline = result.headline()
+    for name, value in {**headline, **result.metrics}.items():
+        number = finite_or_none(value)
+        shown = "-" if number is None else f"{number:,.4f}"
+        table.add_row(name, shown, style="bold" if name in headline else None)
     out.print(table)
 
 

@@ -10,6 +10,7 @@ from typing import Any
 import click
 from rich.table import Table
 
+from cryptota_core.backtest.result import HEADLINE_METRICS
 from cryptota_core.cli import cli, console, out
 from cryptota_core.cli import main as core_main
 from cryptota_core.numbers import finite_or_none
@@ -57,25 +58,20 @@ def demo_command(days: int) -> None:
     out.print(summary)
     board = result.leaderboard
     table = Table(title=f"Strategy leaderboard ({result.source} candles, by Sharpe ratio)")
-    for column in ("symbol", "strategy", "rank", "slug", "sharpe", "return", "max dd", "trades",
-                   "win rate"):  # fmt: skip
-        table.add_column(
-            column,
-            justify="left" if column in ("symbol", "strategy", "slug") else "right",
-            no_wrap=column == "slug",
-        )
+    for column in ("symbol", "strategy", "rank", "slug"):
+        table.add_column(column, justify="right" if column == "rank" else "left",
+                         no_wrap=column == "slug")  # fmt: skip
+    for name in HEADLINE_METRICS:
+        table.add_column(name.replace("_", " "), justify="right")
     for row in board.itertuples(index=False):
         table.add_row(
             str(row.symbol),
             str(row.strategy),
             str(row.rank),
             str(row.slug),
-            *(_fmt(getattr(row, name)) for name in HEADLINE),
+            *(_fmt(getattr(row, name)) for name in HEADLINE_METRICS),
         )
     out.print(table)
-
-
-HEADLINE = ("sharpe_ratio", "total_return", "max_drawdown", "trade_count", "win_rate")
 
 
 def _fmt(value: Any) -> str:

@@ -3,12 +3,25 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 import pandas as pd
 
+from cryptota_core.backtest.trades import trades_frame
 from cryptota_core.numbers import finite_or_none
+
+HEADLINE_METRICS: tuple[str, ...] = (
+    "sharpe_ratio",
+    "total_return",
+    "max_drawdown",
+    "trade_count",
+    "win_rate",
+)
+"""The metrics a run is judged by at a glance, the ranking metric first: the columns the results
+store keeps beside the full metrics (so leaderboards sort on plain columns), what Dagster shows
+of each run, the demo's leaderboard and the top of ``cryptota backtest``'s table."""
 
 ORDER_COLUMNS: tuple[str, ...] = (
     "created_time",  # open_time of the bar after whose close the order was placed
@@ -76,35 +89,83 @@ class BacktestResult:
         """Portfolio value at the last close (an open position marked to market)."""
         return float(self.equity.iloc[-1])
 
-    def to_json_dict(self) -> dict[str, Any]:
-        """The ``cryptota backtest --json`` object of DESIGN §2. Times are ISO-8601 UTC; NaN and
-        infinities become ``null`` so the result is strict JSON (``allow_nan=False`` works)."""
-        return {
+    def headline(self) -> dict[str, float | None]:
+        """The :data:`HEADLINE_METRICS` of this run, undefined ones as None."""
+        return {name: finite_or_none(self.metrics.get(name)) for name in HEADLINE_METRICS}
+
+    def to_dict(self, *, trades: bool = True) -> dict[str, Any]:
+        """Everything but the curves and the orders, as strict JSON: the ``cryptota backtest
+        --json`` object of DESIGN §2, and the header the cache and the results store keep.
+
+        Times are ISO-8601 UTC; undefined numbers (NaN, ±inf) are ``null``, so
+        ``json.dumps(..., allow_nan=False)`` works. ``trades=False`` leaves out the trade list,
+        for callers that keep the trades frame in a form of their own (an Arrow stream, a
+        table)."""
+        data: dict[str, Any] = {
             "strategy": self.strategy,
             "slug": self.slug,
             "params": dict(self.params),
             "engine": self.engine,
             "interval": self.interval,
-            "bars": self.bars,
+            "bars": int(self.bars),
             "start": _iso(self.start),
             "end": _iso(self.end),
-            "cash": self.cash,
-            "commission": self.commission,
-            "slippage": self.slippage,
-            "stake": self.stake,
-            "metrics": {k: finite_or_none(v) for k, v in self.metrics.items()},
-            "trades": [_trade_json(row) for row in self.trades.itertuples(index=False)],
-            "rejected_orders": self.rejected_orders,
-            "equity_final": finite_or_none(self.equity_final),
+            "cash": float(self.cash),
+            "commission": float(self.commission),
+            "slippage": float(self.slippage),
+            "stake": float(self.stake),
+            "metrics": {name: finite_or_none(value) for name, value in self.metrics.items()},
+            "rejected_orders": int(self.rejected_orders),
+            "equity_final": finite_or_none(self.equity_final) if len(self.equity) else None,
         }
+        if trades:
+            data["trades"] = [_trade_json(row) for row in self.trades.itertuples(index=False)]
+        return data
+
+    @classmethod
+    def from_dict(
+        cls,
+        data: Mapping[str, Any],
+        *,
+        equity: pd.Series,
+        benchmark: pd.Series,
+        trades: pd.DataFrame | None = None,
+        orders: pd.DataFrame | None = None,
+    ) -> BacktestResult:
+        """The result :meth:`to_dict` describes, given the curves it leaves out. ``trades``
+        defaults to the dict's trade list and ``orders`` to none; ``equity_final`` is read off
+        ``equity``, never from the dict."""
+        return cls(
+            strategy=str(data["strategy"]),
+            params=dict(data["params"]),
+            slug=str(data["slug"]),
+            engine=str(data["engine"]),
+            interval=str(data["interval"]),
+            bars=int(data["bars"]),
+            start=_utc(data["start"]),
+            end=_utc(data["end"]),
+            equity=equity,
+            trades=trades if trades is not None else trades_frame(data["trades"]),
+            benchmark=benchmark,
+            rejected_orders=int(data["rejected_orders"]),
+            metrics=dict(data["metrics"]),
+            orders=orders if orders is not None else empty_orders(),
+            cash=float(data["cash"]),
+            commission=float(data["commission"]),
+            slippage=float(data["slippage"]),
+            stake=float(data["stake"]),
+        )
+
+
+def _utc(ts: Any) -> pd.Timestamp:
+    stamp = pd.Timestamp(ts)
+    return stamp.tz_localize("UTC") if stamp.tzinfo is None else stamp.tz_convert("UTC")
 
 
 def _iso(ts: Any) -> str | None:
     if ts is None or pd.isna(ts):
         return None
-    stamp = pd.Timestamp(ts)
-    stamp = stamp.tz_localize("UTC") if stamp.tzinfo is None else stamp.tz_convert("UTC")
-    return stamp.isoformat().replace("+00:00", "Z")
+    return _utc(ts).isoformat().replace("+00:00", "Z")
 
 
 def _trade_json(row: Any) -> dict[str, Any]:

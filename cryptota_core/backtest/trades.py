@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
+
 import pandas as pd
 
 TRADE_COLUMNS: tuple[str, ...] = (
@@ -37,3 +40,21 @@ def empty_trades() -> pd.DataFrame:
             "is_open": pd.Series([], dtype="bool"),
         }
     )
+
+
+def trades_frame(rows: Iterable[Sequence[Any] | Mapping[str, Any]]) -> pd.DataFrame:
+    """A trades frame with the right dtypes from rows read back from storage or JSON: tuples in
+    :data:`TRADE_COLUMNS` order or mappings keyed by column; times as datetimes or ISO-8601
+    strings, a missing exit time or price as None."""
+    records = [
+        tuple(row[c] for c in TRADE_COLUMNS) if isinstance(row, Mapping) else tuple(row)
+        for row in rows
+    ]
+    if not records:
+        return empty_trades()
+    frame = pd.DataFrame(records, columns=list(TRADE_COLUMNS))
+    for column in ("entry_time", "exit_time"):
+        frame[column] = pd.to_datetime(frame[column], utc=True).dt.as_unit("ns")
+    floats = ["size", "entry_price", "exit_price", "pnl", "pnl_pct", "commission"]
+    frame[floats] = frame[floats].astype("float64")
+    return frame.astype({"side": "object", "bars": "int64", "is_open": "bool"})

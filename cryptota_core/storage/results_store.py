@@ -16,7 +16,7 @@ import hashlib
 import json
 import logging
 import re
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -26,8 +26,8 @@ import pandas as pd
 from sqlalchemy import Connection, Engine, delete, func, select, text
 from sqlalchemy.dialects import postgresql, sqlite
 
-from cryptota_core.backtest.result import BacktestResult, empty_orders
-from cryptota_core.backtest.trades import TRADE_COLUMNS, empty_trades
+from cryptota_core.backtest.result import HEADLINE_METRICS, BacktestResult
+from cryptota_core.backtest.trades import TRADE_COLUMNS, trades_frame
 from cryptota_core.errors import InvalidInputError, NoDataError
 from cryptota_core.numbers import finite_or_none
 from cryptota_core.storage import pg_copy
@@ -59,14 +59,23 @@ RESULT_TABLES = (
 )
 """The tables this store owns (the candle tables belong to the candle store)."""
 
-PROMOTED_METRICS: tuple[str, ...] = (
-    "total_return",
-    "sharpe_ratio",
-    "max_drawdown",
-    "trade_count",
-    "win_rate",
+_HEADER_COLUMNS = (
+    "interval",
+    "strategy",
+    "slug",
+    "engine",
+    "bars",
+    "cash",
+    "commission",
+    "slippage",
+    "stake",
+    "rejected_orders",
+    "equity_final",
+    "metrics",
 )
-"""Metrics copied into their own columns so leaderboards sort on plain columns."""
+"""Columns of ``backtest_results`` that hold a field of :meth:`BacktestResult.to_dict` as is (the
+window, params and provenance are written apart). The :data:`HEADLINE_METRICS` are also copied
+out of ``metrics`` into columns of their own, so leaderboards sort on plain columns."""
 
 LOWER_IS_BETTER: frozenset[str] = frozenset(
     {
@@ -101,7 +110,7 @@ LEADERBOARD_COLUMNS: tuple[str, ...] = (
     "window_start",
     "window_end",
     "bars",
-    *PROMOTED_METRICS,
+    *HEADLINE_METRICS,
     "equity_final",
     "run_key",
     "created_at",
@@ -283,31 +292,20 @@ class ResultsStore:
             engine=result.engine,
         )
         open_ms, equity, benchmark = _equity_arrays(result)
-        metrics = {name: finite_or_none(value) for name, value in result.metrics.items()}
-        trade_count = metrics.get("trade_count")
+        header = result.to_dict(trades=False)
+        trade_count = header["metrics"].get("trade_count")
         row = {
+            **{column: header[column] for column in _HEADER_COLUMNS},
             "run_key": key,
             "exchange": exchange,
             "symbol": symbol,
-            "interval": result.interval,
-            "strategy": result.strategy,
-            "slug": result.slug,
             "params": params,
-            "engine": result.engine,
             "window_start": start.to_pydatetime(),
             "window_end": end.to_pydatetime(),
-            "bars": int(result.bars),
             "candle_fingerprint": candle_fingerprint,
             "code_version": code_version,
             "dagster_run_id": run_id,
-            "cash": float(result.cash),
-            "commission": float(result.commission),
-            "slippage": float(result.slippage),
-            "stake": float(result.stake),
-            "rejected_orders": int(result.rejected_orders),
-            "equity_final": finite_or_none(equity[-1]) if len(equity) else None,
-            "metrics": metrics,
-            **{name: metrics.get(name) for name in PROMOTED_METRICS if name != "trade_count"},
+            **{name: header["metrics"].get(name) for name in HEADLINE_METRICS},
             "trade_count": int(trade_count) if trade_count is not None else None,
             "created_at": utc_now(),
         }
@@ -400,25 +398,11 @@ class ResultsStore:
         index = pd.DatetimeIndex(
             pd.to_datetime(times, unit="ms", utc=True), name="open_time"
         ).as_unit("ns")
-        result = BacktestResult(
-            strategy=row["strategy"],
-            params=dict(row["params"]),
-            slug=row["slug"],
-            engine=row["engine"],
-            interval=row["interval"],
-            bars=int(row["bars"]),
-            start=_utc(row["window_start"]),
-            end=_utc(row["window_end"]),
+        result = BacktestResult.from_dict(
+            {**row, "start": row["window_start"], "end": row["window_end"]},
             equity=pd.Series(equity, index=index, name="equity", dtype="float64"),
-            trades=_trades_frame(trade_rows),
             benchmark=pd.Series(benchmark, index=index.copy(), name="benchmark", dtype="float64"),
-            rejected_orders=int(row["rejected_orders"]),
-            metrics=dict(row["metrics"]),
-            orders=empty_orders(),
-            cash=float(row["cash"]),
-            commission=float(row["commission"]),
-            slippage=float(row["slippage"]),
-            stake=float(row["stake"]),
+            trades=trades_frame(trade_rows),
         )
         return StoredBacktest(
             run_key=run_key,
@@ -465,7 +449,7 @@ class ResultsStore:
         if ascending is None:
             ascending = metric in LOWER_IS_BETTER
         t = backtest_results
-        value: Any = t.c[metric] if metric in PROMOTED_METRICS else t.c.metrics[metric].as_float()
+        value: Any = t.c[metric] if metric in HEADLINE_METRICS else t.c.metrics[metric].as_float()
         order = value.asc() if ascending else value.desc()
         rank = (
             func.row_number()
@@ -506,7 +490,7 @@ class ResultsStore:
         frame = pd.DataFrame([tuple(r) for r in rows], columns=list(LEADERBOARD_COLUMNS))
         for column in ("window_start", "window_end", "created_at"):
             frame[column] = pd.to_datetime(frame[column], utc=True)
-        floats = ["value", *[m for m in PROMOTED_METRICS if m != "trade_count"], "equity_final"]
+        floats = ["value", *[m for m in HEADLINE_METRICS if m != "trade_count"], "equity_final"]
         frame[floats] = frame[floats].astype("float64")
         frame["trade_count"] = frame["trade_count"].astype("Int64")
         frame[["rank", "bars"]] = frame[["rank", "bars"]].astype("int64")
@@ -649,17 +633,6 @@ def _trade_rows(key: str, trades: pd.DataFrame) -> list[dict[str, Any]]:
             }
         )
     return rows
-
-
-def _trades_frame(rows: Sequence[Any]) -> pd.DataFrame:
-    if not rows:
-        return empty_trades()
-    frame = pd.DataFrame([tuple(r) for r in rows], columns=list(TRADE_COLUMNS))
-    for column in ("entry_time", "exit_time"):
-        frame[column] = pd.to_datetime(frame[column], utc=True).dt.as_unit("ns")
-    floats = ["size", "entry_price", "exit_price", "pnl", "pnl_pct", "commission"]
-    frame[floats] = frame[floats].astype("float64")
-    return frame.astype({"side": "object", "bars": "int64", "is_open": "bool"})
 
 
 def best_per_symbol(board: pd.DataFrame) -> dict[str, str]:

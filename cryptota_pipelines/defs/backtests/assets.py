@@ -37,6 +37,7 @@ from dagster import (
 )
 
 from cryptota_core.backtest.plot import plot_backtest
+from cryptota_core.backtest.result import HEADLINE_METRICS
 from cryptota_core.backtest.runs import (
     BacktestWindow,
     StoredRun,
@@ -44,7 +45,7 @@ from cryptota_core.backtest.runs import (
 )
 from cryptota_core.errors import NoDataError
 from cryptota_core.numbers import finite_or_none
-from cryptota_core.storage.results_store import PROMOTED_METRICS, best_per_symbol
+from cryptota_core.storage.results_store import best_per_symbol
 from cryptota_pipelines.defs.ingestion.assets import (
     NOT_RETRYABLE,
     candles_1m,
@@ -86,7 +87,7 @@ _LEADERBOARD_SHOWN = [
     "strategy",
     "rank",
     "slug",
-    *PROMOTED_METRICS,
+    *HEADLINE_METRICS,
     "equity_final",
     "exchange",
     "interval",
@@ -155,7 +156,7 @@ def run_metadata(run: StoredRun) -> dict[str, Any]:
         "bars": result.bars,
         "cached": run.cached,
         "candle_fingerprint": run.candles.fingerprint,
-        **{name: finite_or_none(result.metrics.get(name)) for name in PROMOTED_METRICS},
+        **result.headline(),
         "equity_final": finite_or_none(result.equity_final),
     }
 
@@ -203,7 +204,7 @@ def headline_table(keys: Mapping[str, BacktestKey], runs: Mapping[str, StoredRun
         {
             "symbol": keys[p].symbol,
             "param_set": keys[p].param_set,
-            **{name: finite_or_none(runs[p].result.metrics.get(name)) for name in PROMOTED_METRICS},
+            **runs[p].result.headline(),
             "cached": runs[p].cached,
         }
         for p in ordered[:SUMMARY_ROWS]

@@ -280,7 +280,7 @@ def test_result_shape_and_json(candles: pd.DataFrame) -> None:
     assert result.strategy == "script"
     assert result.start == candles.index[0]
     assert result.end == candles.index[-1] + pd.Timedelta(hours=1)
-    payload = result.to_json_dict()
+    payload = result.to_dict()
     text = json.dumps(payload, allow_nan=False)
     back = json.loads(text)
     for key in ("strategy", "params", "engine", "bars", "metrics", "trades", "equity_final"):

@@ -169,7 +169,7 @@ def assert_same_result(loaded: BacktestResult, original: BacktestResult) -> None
         assert getattr(loaded, name) == getattr(original, name), name
     for name in ("rejected_orders", "cash", "commission", "slippage", "stake"):
         assert getattr(loaded, name) == getattr(original, name), name
-    assert loaded.to_json_dict() == original.to_json_dict()
+    assert loaded.to_dict() == original.to_dict()
 
 
 def test_save_and_load_round_trip_is_exact(store: ResultsStore) -> None:
@@ -289,7 +289,7 @@ def test_concurrent_saves_of_one_partition_leave_one_copy(database_url: str) -> 
     # One writer's rows, whole: the equity curve and the result row come from the same save.
     winners = [r for r in results if r.equity.equals(stored.result.equity)]
     assert len(winners) == 1
-    assert stored.result.to_json_dict() == winners[0].to_json_dict()
+    assert stored.result.to_dict() == winners[0].to_dict()
 
 
 def test_large_equity_curve_goes_through_copy(postgres_url: str) -> None:
