@@ -5,13 +5,23 @@ from __future__ import annotations
 
 import os
 import socket
+import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+import psycopg
 import pytest
+from sqlalchemy.engine import make_url
 
-from tests.services import PostgresServer, RedisServer, start_postgres, start_redis
+from tests.services import (
+    PostgresServer,
+    RedisServer,
+    start_postgres,
+    start_redis,
+    timescale_library,
+)
 
 _LOOPBACK = ("127.", "::1", "localhost")
 
@@ -42,13 +52,21 @@ def _isolated_environment(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> No
     monkeypatch.setenv("CRYPTOTA_HOME", str(tmp_path / "home"))
 
 
+TIMESCALE_SUITE = os.environ.get("CRYPTOTA_TEST_TIMESCALE") == "1"
+"""``CRYPTOTA_TEST_TIMESCALE=1`` runs the whole suite's PostgreSQL tests on a cluster that preloads
+TimescaleDB (the production store). By default the main cluster is plain PostgreSQL, even where the
+extension is installed, and the TimescaleDB tests get a cluster of their own."""
+
+HAS_TIMESCALE = timescale_library() is not None
+
+
 @pytest.fixture(scope="session")
 def postgres_server() -> Iterator[PostgresServer | str]:
     external = os.environ.get("CRYPTOTA_TEST_DATABASE_URL")
     if external:
         yield external
         return
-    server = start_postgres()
+    server = start_postgres(timescale=TIMESCALE_SUITE)
     try:
         yield server
     finally:
@@ -60,22 +78,49 @@ def postgres_admin_url(postgres_server: PostgresServer | str) -> str:
     return postgres_server if isinstance(postgres_server, str) else postgres_server.url
 
 
-@pytest.fixture
-def postgres_url(postgres_admin_url: str) -> Iterator[str]:
-    """A fresh, empty database on the throwaway server for one test."""
-    import uuid
-
-    import psycopg
-    from sqlalchemy.engine import make_url
-
-    admin = make_url(postgres_admin_url)
+@contextmanager
+def _fresh_database(admin_url: str) -> Iterator[str]:
+    """A new, empty database on the server of ``admin_url``, dropped afterwards."""
+    admin = make_url(admin_url)
     name = f"t_{uuid.uuid4().hex[:12]}"
     dsn = admin.set(drivername="postgresql").render_as_string(hide_password=False)
     with psycopg.connect(dsn, autocommit=True) as conn:
         conn.execute(f'CREATE DATABASE "{name}"')
-    yield admin.set(database=name).render_as_string(hide_password=False)
-    with psycopg.connect(dsn, autocommit=True) as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    try:
+        yield admin.set(database=name).render_as_string(hide_password=False)
+    finally:
+        with psycopg.connect(dsn, autocommit=True) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture
+def postgres_url(postgres_admin_url: str) -> Iterator[str]:
+    """A fresh, empty database on the throwaway server for one test."""
+    with _fresh_database(postgres_admin_url) as url:
+        yield url
+
+
+@pytest.fixture(scope="session")
+def timescale_admin_url(postgres_admin_url: str) -> Iterator[str]:
+    """A server that preloads TimescaleDB: the suite's own under CRYPTOTA_TEST_TIMESCALE=1,
+    otherwise a second throwaway cluster; skipped where the extension is not installed."""
+    if TIMESCALE_SUITE:
+        yield postgres_admin_url
+        return
+    if not HAS_TIMESCALE:
+        pytest.skip("the timescaledb extension is not installed for this machine's PostgreSQL")
+    server = start_postgres(timescale=True)
+    try:
+        yield server.url
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def timescale_url(timescale_admin_url: str) -> Iterator[str]:
+    """A fresh, empty database on a TimescaleDB server for one test."""
+    with _fresh_database(timescale_admin_url) as url:
+        yield url
 
 
 @pytest.fixture
@@ -83,12 +128,19 @@ def sqlite_url(tmp_path: Path) -> str:
     return f"sqlite:///{tmp_path / 'store.db'}"
 
 
-@pytest.fixture(params=["sqlite", "postgres"])
+BACKENDS = [
+    "sqlite",
+    "postgres",
+    *(["timescaledb"] if HAS_TIMESCALE and not TIMESCALE_SUITE else []),
+]
+"""Every store backend this machine can run: TimescaleDB joins where the extension exists."""
+
+
+@pytest.fixture(params=BACKENDS)
 def database_url(request: pytest.FixtureRequest) -> str:
-    """The same test on SQLite and on PostgreSQL."""
-    if request.param == "sqlite":
-        return str(request.getfixturevalue("sqlite_url"))
-    return str(request.getfixturevalue("postgres_url"))
+    """The same test on SQLite, on PostgreSQL and (where installed) on TimescaleDB."""
+    fixture = {"sqlite": "sqlite_url", "postgres": "postgres_url", "timescaledb": "timescale_url"}
+    return str(request.getfixturevalue(fixture[request.param]))
 
 
 @pytest.fixture(scope="session")

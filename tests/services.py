@@ -4,6 +4,9 @@ Real servers, not mocks: ``initdb``/``pg_ctl`` from the PostgreSQL binaries on t
 ``redis-server``, each on a free loopback port in a temporary directory, stopped at the end.
 ``initdb`` refuses to run as root, so as root the cluster runs as the ``postgres`` system user.
 Set ``CRYPTOTA_TEST_DATABASE_URL`` / ``CRYPTOTA_TEST_REDIS_URL`` to use servers you already run.
+
+A cluster started with ``timescale=True`` preloads the timescaledb library (TimescaleDB refuses
+``CREATE EXTENSION`` otherwise); :func:`timescale_library` tells whether the machine has it.
 """
 
 from __future__ import annotations
@@ -34,6 +37,21 @@ def _pg_bindir() -> Path | None:
     return Path(candidates[0]).parent if candidates else None
 
 
+def timescale_library(bindir: Path | None = None) -> Path | None:
+    """The timescaledb loader library of the PostgreSQL server on this machine, if installed
+    (``<libdir>/timescaledb.so``; Debian puts libdir beside ``bin``)."""
+    bindir = bindir or _pg_bindir()
+    if bindir is None:
+        return None
+    candidates = [bindir.parent / "lib" / "timescaledb.so"]
+    pg_config = shutil.which("pg_config")
+    if pg_config:
+        done = subprocess.run([pg_config, "--pkglibdir"], capture_output=True, text=True)
+        if done.returncode == 0 and done.stdout.strip():
+            candidates.append(Path(done.stdout.strip()) / "timescaledb.so")
+    return next((path for path in candidates if path.exists()), None)
+
+
 @dataclass
 class PostgresServer:
     url: str
@@ -61,10 +79,16 @@ class PostgresServer:
             shutil.rmtree(self.datadir.parent, ignore_errors=True)
 
 
-def start_postgres() -> PostgresServer:
+def start_postgres(*, timescale: bool = False) -> PostgresServer:
+    """A new cluster on a free port; with ``timescale`` it preloads timescaledb (telemetry off)."""
     bindir = _pg_bindir()
     if bindir is None:
-        raise RuntimeError("PostgreSQL server binaries (initdb, pg_ctl) not found; run .ci/run")
+        raise RuntimeError(
+            "PostgreSQL server binaries (initdb, pg_ctl) not found; run `make test`, which "
+            "installs them"
+        )
+    if timescale and timescale_library(bindir) is None:
+        raise RuntimeError(f"timescaledb.so is not installed for the PostgreSQL in {bindir}")
     run_as = "postgres" if os.geteuid() == 0 else None
     root = Path(tempfile.mkdtemp(prefix="cryptota-pg-"))
     datadir = root / "data"
@@ -99,6 +123,11 @@ def start_postgres() -> PostgresServer:
         "-c fsync=off -c synchronous_commit=off -c full_page_writes=off -c max_connections=200 "
         "-c shared_buffers=256MB"
     )
+    if timescale:
+        options += (
+            " -c shared_preload_libraries=timescaledb -c timescaledb.telemetry_level=off"
+            " -c timescaledb.max_background_workers=4 -c max_worker_processes=16"
+        )
     server._run(
         [
             str(bindir / "pg_ctl"),
@@ -136,7 +165,7 @@ class RedisServer:
 def start_redis() -> RedisServer:
     binary = shutil.which("redis-server")
     if binary is None:
-        raise RuntimeError("redis-server not found; run .ci/run (it installs it with apt-get)")
+        raise RuntimeError("redis-server not found; run `make test`, which installs it")
     port = free_port()
     workdir = Path(tempfile.mkdtemp(prefix="cryptota-redis-"))
     process = subprocess.Popen(

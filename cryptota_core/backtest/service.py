@@ -6,7 +6,7 @@ import logging
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypedDict, Unpack
 
 import numpy as np
 import pandas as pd
@@ -69,11 +69,11 @@ def candles_from_store(
     synthetic data is used only when there is no Binance data in the window (and said so)."""
     for candidate in [exchange] if exchange else list(EXCHANGES):
         key = SeriesKey(exchange=candidate, symbol=symbol, interval=interval)
-        frame = store.read(key, start, end)
-        if not frame.empty:
+        read = store.read_with_fingerprint(key, start, end)
+        if not read.frame.empty:
             if candidate == "synthetic":
                 log.info("backtesting on SYNTHETIC candles for %s (no Binance data)", symbol)
-            return CandleInput(frame, key, interval, frame_fingerprint(frame), f"store:{key}")
+            return CandleInput(read.frame, key, interval, read.fingerprint, f"store:{key}")
     raise NoDataError(
         f"no candles for {symbol} {interval} in [{start.isoformat()}, {end.isoformat()}); run "
         f"`cryptota ingest --symbols {symbol} --start {start.date()} --end {end.date()}` first"
@@ -89,7 +89,37 @@ CODE_VERSION = __version__
 result computed by an older engine."""
 
 
+@dataclass(frozen=True)
+class Backtested:
+    """A backtest's result and whether the cache served it (then no engine ran)."""
+
+    result: BacktestResult
+    cached: bool
+
+
+class BacktestOptions(TypedDict, total=False):
+    """The keyword arguments of :func:`backtest_or_cache` (and :func:`backtest`)."""
+
+    cash: float
+    commission: float
+    slippage: float
+    stake: float
+    cache: ResultCache | None
+    engine: str
+
+
 def backtest(
+    candles: CandleInput,
+    strategy: str,
+    params: Mapping[str, Any] | str | None,
+    **options: Unpack[BacktestOptions],
+) -> BacktestResult:
+    """The result of :func:`backtest_or_cache`, for callers that do not ask where it came
+    from."""
+    return backtest_or_cache(candles, strategy, params, **options).result
+
+
+def backtest_or_cache(
     candles: CandleInput,
     strategy: str,
     params: Mapping[str, Any] | str | None,
@@ -100,10 +130,11 @@ def backtest(
     stake: float = 0.95,
     cache: ResultCache | None = None,
     engine: str = "backtrader",
-) -> BacktestResult:
+) -> Backtested:
     """Run one strategy configuration on ``candles`` with ``engine``. With a cache,
     an identical run (same strategy, parameters, candles, broker settings and code version) is
-    served from it; only stored series are cached, since only they can be invalidated."""
+    served from it, and the answer says so; only stored series are cached, since only they can
+    be invalidated."""
     spec = get_strategy(strategy)
     model = spec.parse_params(params)
     if engine not in ENGINES:
@@ -123,7 +154,7 @@ def backtest(
         )
 
     if cache is None or candles.key is None:
-        return compute()
+        return Backtested(compute(), cached=False)
     key = cache_key(
         strategy=spec.name,
         params=model.model_dump(),
@@ -138,4 +169,4 @@ def backtest(
         symbol=candles.key.symbol,
         exchange=candles.key.exchange,
     )
-    return cached_backtest(cache, key, compute)
+    return Backtested(*cached_backtest(cache, key, compute))

@@ -55,5 +55,8 @@ def resample_candles(
         if last_source < last_open + rule - pd.Timedelta(milliseconds=src):
             out = out.iloc[:-1]
     out = out[list(CANDLE_COLUMNS)].astype({"trades": "int64"})
-    out.index = out.index.rename("open_time")
+    # No ``freq`` on the index: buckets of an outage may be missing, and a frame read from the
+    # store (or a TimescaleDB aggregate) carries none either.
+    utc = pd.DatetimeIndex(out.index).tz_convert(None).to_numpy()  # naive UTC, unit kept
+    out.index = pd.DatetimeIndex(utc, name="open_time").tz_localize("UTC")
     return out

@@ -41,7 +41,10 @@ BASE_INTERVAL = "1m"
 
 _VALUE_COLUMNS = list(CANDLE_COLUMNS)
 _QUOTED = ", ".join(f'"{c}"' for c in _VALUE_COLUMNS)
-_COLUMNS = f'exchange, symbol, "interval", open_time, {_QUOTED}, ingested_at'
+_ALL_COLUMNS = ["exchange", "symbol", "interval", "open_time", *_VALUE_COLUMNS, "ingested_at"]
+_COLUMNS = ", ".join(f'"{c}"' for c in _ALL_COLUMNS)
+_STAGED_COLUMNS = ", ".join(f's."{c}"' for c in _ALL_COLUMNS)
+_STAGED_DIFFERS = " OR ".join(f's."{c}" IS DISTINCT FROM c."{c}"' for c in _VALUE_COLUMNS)
 
 
 def _on_conflict(distinct: str) -> str:
@@ -75,12 +78,33 @@ class SeriesSummary:
 
 
 def frame_fingerprint(frame: pd.DataFrame) -> str:
-    """A short, stable hash of a candle frame's times and values: two reads give the same
-    fingerprint exactly when they hold the same candles, on SQLite and PostgreSQL alike."""
+    """A short, stable hash of a candle frame's times and values: two frames get the same
+    fingerprint exactly when they hold the same candles, bit for bit."""
     if frame.empty:
         return "empty"
     hashed = pd.util.hash_pandas_object(frame[_VALUE_COLUMNS], index=True).to_numpy()
     return hashlib.sha256(hashed.tobytes()).hexdigest()[:16]
+
+
+def rollup_fingerprint(interval: str, base: pd.DataFrame) -> str:
+    """The fingerprint of ``interval`` candles built from the 1m candles ``base`` (exactly those
+    inside the returned buckets). Defined on the 1m data, which every backend stores and returns
+    bit for bit, because sums of floats aggregated in another order (a TimescaleDB aggregate, a
+    recompressed chunk) may differ in the last bit: the same 1m data gives the same fingerprint on
+    SQLite, PostgreSQL and TimescaleDB."""
+    if base.empty:
+        return "empty"
+    canonical = f"{interval}|{frame_fingerprint(base)}"
+    return hashlib.sha256(canonical.encode()).hexdigest()[:16]
+
+
+@dataclass(frozen=True)
+class CandleRead:
+    """A read of one series: the candles and their canonical fingerprint (see
+    :func:`rollup_fingerprint`)."""
+
+    frame: pd.DataFrame
+    fingerprint: str
 
 
 class CandleStore:
@@ -113,14 +137,18 @@ class CandleStore:
     def create_schema(self, *, retention_days: int | None = None) -> None:
         """Create missing tables; on PostgreSQL with TimescaleDB available also the hypertable,
         compression and retention policies and the continuous aggregates. Safe to call often."""
+        rebuilt: tuple[str, ...] = ()
         with translate_db_errors(self.engine), self.engine.begin() as conn:
             if self.is_postgres:
                 # Serialise concurrent first starts (several Dagster runs at once).
                 conn.execute(text("SELECT pg_advisory_xact_lock(4242)"))
             metadata.create_all(conn)
             if self.is_postgres and timescale.is_available(conn):
-                timescale.enable(conn, retention_days=retention_days)
+                rebuilt = timescale.enable(conn, retention_days=retention_days).rebuilt_aggregates
         self._timescale = None
+        if rebuilt:  # new or redefined aggregates start empty: build them from the stored 1m
+            with translate_db_errors(self.engine), self._autocommit() as conn:
+                timescale.refresh_aggregates(conn, None, None, views=rebuilt)
 
     # -- writes -------------------------------------------------------------------------------
 
@@ -135,6 +163,10 @@ class CandleStore:
                 written = self._upsert_postgres(conn, key, open_ms, frame)
             else:
                 written = self._upsert_sqlite(conn, key, open_ms, frame)
+        if written and key.interval == BASE_INTERVAL:
+            first = pd.Timestamp(int(open_ms[0]), unit="ms", tz="UTC")
+            last = pd.Timestamp(int(open_ms[-1]), unit="ms", tz="UTC")
+            self.refresh_rollups(first, last + pd.Timedelta(minutes=1))
         return UpsertResult(len(frame), written)
 
     def _upsert_postgres(
@@ -178,15 +210,33 @@ class CandleStore:
             with raw.cursor() as cur, cur.copy(copy_sql) as copy:
                 copy.write(payload)
             return n
+        if self.has_timescale:
+            # Updating candles in columnstore chunks decompresses them; TimescaleDB caps that at
+            # 100k rows per transaction by default, which a month of corrections exceeds.
+            conn.exec_driver_sql(
+                "SET LOCAL timescaledb.max_tuples_decompressed_per_dml_transaction = 0"
+            )
         conn.exec_driver_sql(
             "CREATE TEMP TABLE candles_stage (LIKE candles INCLUDING DEFAULTS) ON COMMIT DROP"
         )
         copy_sql = f"COPY candles_stage ({columns}) FROM STDIN (FORMAT binary)"
         with raw.cursor() as cur, cur.copy(copy_sql) as copy:
             copy.write(payload)
+        # Only new or changed candles reach the INSERT: an unchanged re-ingest writes nothing,
+        # so it neither leaves dead tuples nor decompresses a columnstore chunk.
         result = conn.exec_driver_sql(
-            f"INSERT INTO candles ({columns}) SELECT {columns} FROM candles_stage "
-            + _on_conflict("IS DISTINCT FROM")
+            f"INSERT INTO candles ({columns}) SELECT {_STAGED_COLUMNS} FROM candles_stage s "
+            "LEFT JOIN candles c ON c.exchange = %(exchange)s AND c.symbol = %(symbol)s "
+            'AND c."interval" = %(interval)s AND c.open_time BETWEEN %(lo)s AND %(hi)s '
+            "AND c.open_time = s.open_time "
+            f"WHERE c.open_time IS NULL OR {_STAGED_DIFFERS} " + _on_conflict("IS DISTINCT FROM"),
+            {
+                "exchange": key.exchange,
+                "symbol": key.symbol,
+                "interval": key.interval,
+                "lo": pd.Timestamp(int(open_ms[0]), unit="ms", tz="UTC").to_pydatetime(),
+                "hi": pd.Timestamp(int(open_ms[-1]), unit="ms", tz="UTC").to_pydatetime(),
+            },
         )
         return int(result.rowcount)
 
@@ -252,19 +302,27 @@ class CandleStore:
                 delete(candles).where(candles.c.open_time < cutoff.to_pydatetime())
             )
             conn.execute(delete(candle_gaps).where(candle_gaps.c.gap_end < cutoff.to_pydatetime()))
+        if deleted.rowcount:
+            self.refresh_rollups(None, cutoff)
         return int(deleted.rowcount)
 
-    def refresh_rollups(self, start: pd.Timestamp, end: pd.Timestamp) -> bool:
-        """Bring the TimescaleDB continuous aggregates up to date over ``[start, end)`` now rather
-        than at the next policy run; False (nothing to do) where rollups are resampled on read.
-        TimescaleDB refuses to refresh inside a transaction, hence the autocommit connection."""
+    def refresh_rollups(self, start: pd.Timestamp | None, end: pd.Timestamp | None) -> bool:
+        """Bring the TimescaleDB continuous aggregates up to date over ``[start, end)`` (widened
+        to whole days; None: unbounded). Every write of the store calls it, so reads never wait
+        for a background policy; False (nothing to do) where rollups are resampled on read."""
         if not (self.is_postgres and self.has_timescale):
             return False
-        with translate_db_errors(self.engine):
-            autocommit = self.engine.connect().execution_options(isolation_level="AUTOCOMMIT")
-            with autocommit as conn:
-                timescale.refresh_aggregates(conn, start.isoformat(), end.isoformat())
+        day = pd.Timedelta(days=1)
+        lo = start.floor(day) if start is not None else None
+        hi = end.ceil(day) if end is not None else None
+        with translate_db_errors(self.engine), self._autocommit() as conn:
+            timescale.refresh_aggregates(conn, lo, hi)
         return True
+
+    def _autocommit(self) -> Connection:
+        """A connection outside any transaction block, which ``CALL
+        refresh_continuous_aggregate`` requires."""
+        return self.engine.connect().execution_options(isolation_level="AUTOCOMMIT")
 
     def rollup_counts(
         self, exchange: str, symbol: str, start: pd.Timestamp, end: pd.Timestamp
@@ -284,6 +342,8 @@ class CandleStore:
         """Delete the candles of ``key`` opening in ``[start, end)``; returns rows deleted."""
         with translate_db_errors(self.engine), self.engine.begin() as conn:
             result = conn.execute(delete(candles).where(self._where(key, start, end)))
+        if result.rowcount and key.interval == BASE_INTERVAL:
+            self.refresh_rollups(start, end)
         return int(result.rowcount)
 
     # -- reads --------------------------------------------------------------------------------
@@ -294,66 +354,123 @@ class CandleStore:
         """The candles of ``key`` opening in ``[start, end)`` as a candle frame.
 
         An interval that is not stored itself is built from the stored 1m candles: from the
-        TimescaleDB continuous aggregate where there is one, otherwise by resampling on read.
+        TimescaleDB continuous aggregate where there is one, otherwise by resampling on read;
+        either way exactly the buckets resampling gives (complete, none reaching past ``end``).
         With ``require`` an empty result raises :class:`NoDataError` with the command to run."""
+        return self.read_with_fingerprint(key, start, end, require=require, fingerprint=False).frame
+
+    def read_with_fingerprint(
+        self,
+        key: SeriesKey,
+        start: pd.Timestamp,
+        end: pd.Timestamp,
+        *,
+        require: bool = False,
+        fingerprint: bool = True,
+    ) -> CandleRead:
+        """:meth:`read` plus the canonical fingerprint of what was read: of the frame itself for
+        a stored interval, of the underlying 1m candles for a rollup (see
+        :func:`rollup_fingerprint`). ``fingerprint=False`` skips computing it ("")."""
         with translate_db_errors(self.engine):
             frame = self._read_exact(key, start, end)
+            digest = frame_fingerprint(frame) if fingerprint else ""
             if frame.empty and key.interval != BASE_INTERVAL:
-                base = SeriesKey(exchange=key.exchange, symbol=key.symbol, interval=BASE_INTERVAL)
-                step = pd.Timedelta(milliseconds=interval_ms(key.interval))
-                if self.is_postgres and key.interval in ROLLUP_INTERVALS and self.has_timescale:
-                    frame = self._read_postgres(
-                        timescale.aggregate_view(key.interval),
-                        base,
-                        start,
-                        end,
-                        with_interval=False,
-                    )
-                else:
-                    lo = start.floor(step)
-                    frame = resample_candles(
-                        self._read_exact(base, lo, end), BASE_INTERVAL, key.interval
-                    )
-                    frame = frame[(frame.index >= start) & (frame.index < end)]
+                frame, base = self._read_rollup(key, start, end)
+                if fingerprint:
+                    if base is None and not frame.empty:
+                        width = pd.Timedelta(milliseconds=interval_ms(key.interval))
+                        base = self._read_exact(
+                            key.model_copy(update={"interval": BASE_INTERVAL}),
+                            frame.index[0],
+                            frame.index[-1] + width,
+                        )
+                    digest = rollup_fingerprint(key.interval, base if base is not None else frame)
         if require and frame.empty:
             raise NoDataError(
                 f"no candles for {key.symbol} {key.interval} ({key.exchange}) in "
                 f"[{start.isoformat()}, {end.isoformat()}); run `cryptota ingest --symbols "
                 f"{key.symbol} --start {start.date()} --end {end.date()}` first"
             )
+        return CandleRead(frame, digest)
+
+    def _read_rollup(
+        self, key: SeriesKey, start: pd.Timestamp, end: pd.Timestamp
+    ) -> tuple[pd.DataFrame, pd.DataFrame | None]:
+        """``key``'s candles built from the stored 1m ones, and those 1m candles when they were
+        read anyway (None from a continuous aggregate)."""
+        base_key = key.model_copy(update={"interval": BASE_INTERVAL})
+        width = pd.Timedelta(milliseconds=interval_ms(key.interval))
+        if self.is_postgres and key.interval in ROLLUP_INTERVALS and self.has_timescale:
+            return self._read_aggregate(key, start, end, width), None
+        base = self._read_exact(base_key, start.floor(width), end)
+        frame = resample_candles(base, BASE_INTERVAL, key.interval)
+        frame = frame[(frame.index >= start) & (frame.index < end)]
+        if frame.empty:
+            return frame, base.iloc[:0]
+        inside = (base.index >= frame.index[0]) & (base.index < frame.index[-1] + width)
+        return frame, base[inside]
+
+    def _read_aggregate(
+        self, key: SeriesKey, start: pd.Timestamp, end: pd.Timestamp, width: pd.Timedelta
+    ) -> pd.DataFrame:
+        """Buckets of the continuous aggregate wholly inside ``[start, end)``, minus a last one
+        still forming (its newest 1m candle is not its last minute and no candle follows it
+        before ``end``): the rule :func:`~cryptota_core.market.resample.resample_candles`
+        applies, so both paths return the same buckets."""
+        sql = timescale.read_buckets_sql(_QUOTED).format(
+            view=timescale.aggregate_view(key.interval)
+        )
+        params = [key.exchange, key.symbol, start.to_pydatetime(), (end - width).to_pydatetime()]
+        kinds = ["i"] + ["i" if c == "trades" else "f" for c in _VALUE_COLUMNS] + ["i"]
+        values = pg_copy.decode(self._copy_out(sql, params), kinds)
+        frame = candle_frame_from_arrays(
+            pg_timestamp_to_ms(values[0]),
+            {c: values[i + 1] for i, c in enumerate(_VALUE_COLUMNS)},
+        )
+        if frame.empty:
+            return frame
+        last_bucket = frame.index[-1]
+        newest = pd.Timestamp(
+            int(pg_timestamp_to_ms(values[len(kinds) - 1])[-1]), unit="ms", tz="UTC"
+        )
+        base_step = pd.Timedelta(minutes=1)
+        if newest < last_bucket + width - base_step:
+            base_key = key.model_copy(update={"interval": BASE_INTERVAL})
+            if self._read_exact(base_key, last_bucket + width, end).empty:
+                frame = frame.iloc[:-1]
         return frame
 
-    def _read_exact(self, key: SeriesKey, start: pd.Timestamp, end: pd.Timestamp) -> pd.DataFrame:
-        if self.is_postgres:
-            return self._read_postgres("candles", key, start, end, with_interval=True)
-        return self._read_sqlite(key, start, end)
-
-    def _read_postgres(
-        self,
-        relation: str,
-        key: SeriesKey,
-        start: pd.Timestamp,
-        end: pd.Timestamp,
-        *,
-        with_interval: bool,
-    ) -> pd.DataFrame:
-        interval_clause = 'AND "interval" = %s ' if with_interval else ""
-        params: list[Any] = [key.exchange, key.symbol]
-        if with_interval:
-            params.append(key.interval)
-        params += [start.to_pydatetime(), end.to_pydatetime()]
-        sql = (
-            f"COPY (SELECT open_time, {_QUOTED} FROM {relation} "
-            f"WHERE exchange = %s AND symbol = %s {interval_clause}"
-            "AND open_time >= %s AND open_time < %s ORDER BY open_time) TO STDOUT (FORMAT binary)"
-        )
+    def _copy_out(self, sql: str, params: list[Any]) -> bytes:
+        """The bytes of a ``COPY ... TO STDOUT (FORMAT binary)`` query."""
         with self.engine.connect() as conn:
             raw = conn.connection.driver_connection
             assert raw is not None
             with raw.cursor() as cur, cur.copy(sql, params) as copy:
-                data = b"".join(bytes(chunk) for chunk in copy)
+                return b"".join(bytes(chunk) for chunk in copy)
+
+    def _read_exact(self, key: SeriesKey, start: pd.Timestamp, end: pd.Timestamp) -> pd.DataFrame:
+        """The stored candles of exactly ``key``'s interval (no rollup)."""
+        if self.is_postgres:
+            return self._read_postgres(key, start, end)
+        return self._read_sqlite(key, start, end)
+
+    def _read_postgres(
+        self, key: SeriesKey, start: pd.Timestamp, end: pd.Timestamp
+    ) -> pd.DataFrame:
+        params: list[Any] = [
+            key.exchange,
+            key.symbol,
+            key.interval,
+            start.to_pydatetime(),
+            end.to_pydatetime(),
+        ]
+        sql = (
+            f"COPY (SELECT open_time, {_QUOTED} FROM candles "
+            'WHERE exchange = %s AND symbol = %s AND "interval" = %s '
+            "AND open_time >= %s AND open_time < %s ORDER BY open_time) TO STDOUT (FORMAT binary)"
+        )
         kinds = ["i"] + ["i" if c == "trades" else "f" for c in _VALUE_COLUMNS]
-        values = pg_copy.decode(data, kinds)
+        values = pg_copy.decode(self._copy_out(sql, params), kinds)
         return candle_frame_from_arrays(
             pg_timestamp_to_ms(values[0]),
             {c: values[i + 1] for i, c in enumerate(_VALUE_COLUMNS)},
@@ -406,8 +523,9 @@ class CandleStore:
         return validate_candles(self.read(key, start, end), key.interval, start=start, end=end)
 
     def fingerprint(self, key: SeriesKey, start: pd.Timestamp, end: pd.Timestamp) -> str:
-        """:func:`frame_fingerprint` of the stored candles of ``[start, end)``."""
-        return frame_fingerprint(self.read(key, start, end))
+        """The canonical fingerprint of what :meth:`read` returns for ``[start, end)``, the same
+        on every backend (see :meth:`read_with_fingerprint`)."""
+        return self.read_with_fingerprint(key, start, end).fingerprint
 
     def summary(self, key: SeriesKey) -> SeriesSummary:
         """Row count and first/last open time of a stored series."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import sqlite3
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -76,18 +77,39 @@ def create_store_engine(url: str, *, pool: bool = True) -> Engine:
     return engine
 
 
+CONNECTION_SQLSTATES = ("08", "57P01", "57P02", "57P03", "53300")
+"""SQLSTATEs that mean "the server cannot be reached or took the connection away": class 08
+(connection exception), admin/crash shutdown, "cannot connect now", too many connections."""
+
+
+def is_connection_failure(error: DBAPIError) -> bool:
+    """True when ``error`` means the database could not be reached or dropped the connection,
+    as opposed to a server refusing one statement (a constraint, a lock timeout, a limit)."""
+    if error.connection_invalidated:
+        return True
+    if isinstance(error.orig, sqlite3.Error):
+        return "unable to open database file" in str(error.orig)
+    sqlstate = getattr(error.orig, "sqlstate", None)
+    if sqlstate is None:
+        # psycopg gives no SQLSTATE when it never got an answer (refused, unknown host, timeout).
+        return isinstance(error, OperationalError)
+    return str(sqlstate).startswith(CONNECTION_SQLSTATES)
+
+
 @contextmanager
 def translate_db_errors(engine: Engine) -> Iterator[None]:
-    """Re-raise driver errors as :class:`StorageError` with the masked URL and the first line of
-    the server's message."""
+    """Re-raise driver errors as one-line :class:`StorageError` errors with the masked URL: an
+    unreachable server says so and points at CRYPTOTA_DATABASE_URL; any other database error
+    says what the server refused (first line of its message, SQLSTATE), never blaming the URL."""
     try:
         yield
-    except OperationalError as e:
-        reason = str(e.orig).strip().splitlines()[0] if e.orig else str(e)
-        raise StorageError(
-            f"cannot reach the database at {safe_url(engine)}: {reason}; "
-            "check CRYPTOTA_DATABASE_URL and that the server is running"
-        ) from None
     except DBAPIError as e:
         reason = str(e.orig).strip().splitlines()[0] if e.orig else str(e)
-        raise StorageError(f"database error at {safe_url(engine)}: {reason}") from e
+        if is_connection_failure(e):
+            raise StorageError(
+                f"cannot reach the database at {safe_url(engine)}: {reason}; "
+                "check CRYPTOTA_DATABASE_URL and that the server is running"
+            ) from None
+        sqlstate = getattr(e.orig, "sqlstate", None)
+        code = f" (SQLSTATE {sqlstate})" if sqlstate else ""
+        raise StorageError(f"the database at {safe_url(engine)} refused: {reason}{code}") from e

@@ -10,6 +10,7 @@ from cryptota_core.errors import NoDataError, StorageError
 from cryptota_core.market.frame import SeriesKey, candle_frame_from_arrays
 from cryptota_core.market.resample import resample_candles
 from cryptota_core.storage.candle_store import CandleStore, frame_fingerprint
+from tests.conftest import HAS_TIMESCALE
 
 BTC = SeriesKey(exchange="synthetic", symbol="BTCUSDT", interval="1m")
 ETH = SeriesKey(exchange="synthetic", symbol="ETHUSDT", interval="1m")
@@ -134,15 +135,99 @@ def test_fingerprint_changes_with_data(store: CandleStore) -> None:
     assert store.fingerprint(BTC, START, end) != before
 
 
-def test_fingerprint_is_the_same_on_both_backends(sqlite_url: str, postgres_url: str) -> None:
-    frame = make_candles(START, 800, seed=7)
-    end = START + pd.Timedelta(days=1)
-    prints = set()
-    for url in (sqlite_url, postgres_url):
+def test_fingerprint_is_the_same_on_every_backend(
+    request: pytest.FixtureRequest, sqlite_url: str, postgres_url: str
+) -> None:
+    """The same 1m candles give the same fingerprint for every read, rollups included, whether
+    resampled in pandas or aggregated by TimescaleDB (whose float sums may differ in the last
+    bit): the fingerprint is defined on the 1m data."""
+    urls = [sqlite_url, postgres_url]
+    if HAS_TIMESCALE:
+        urls.append(str(request.getfixturevalue("timescale_url")))
+    frame = make_candles(START, 3 * 1440 - 17, seed=7)
+    end = START + pd.Timedelta(days=3)
+    prints: dict[str, set[str]] = {}
+    for url in urls:
         store = CandleStore.from_url(url)
         store.upsert(BTC, frame)
-        prints.add(store.fingerprint(BTC, START, end))
-    assert len(prints) == 1
+        for interval in ("1m", "15m", "1h", "4h", "1d"):
+            key = BTC.model_copy(update={"interval": interval})
+            prints.setdefault(interval, set()).add(store.fingerprint(key, START, end))
+        store.engine.dispose()
+    assert all(len(found) == 1 for found in prints.values()), prints
+    assert len({next(iter(found)) for found in prints.values()}) == 5  # intervals differ
+
+
+HOUR = SeriesKey(exchange="synthetic", symbol="BTCUSDT", interval="1h")
+
+
+def _minutes(frame: pd.DataFrame, *ranges: tuple[int, int]) -> pd.DataFrame:
+    """The candles of ``frame`` at the given [from, to) minute offsets."""
+    return pd.concat([frame.iloc[lo:hi] for lo, hi in ranges])
+
+
+def test_rollups_hold_complete_buckets_inside_the_window_only(store: CandleStore) -> None:
+    frame = make_candles(START, 6 * 60)
+    # Hour 1 has an outage inside it (kept: later candles exist); hour 5 is still forming.
+    store.upsert(BTC, _minutes(frame, (0, 70), (80, 5 * 60 + 30)))
+    hours = store.read(HOUR, START, START + pd.Timedelta(hours=6))
+    assert list(hours.index) == [START + pd.Timedelta(hours=h) for h in range(5)]
+    assert (
+        hours["trades"].iloc[1]
+        == frame["trades"].iloc[60:70].sum() + frame["trades"].iloc[80:120].sum()
+    )
+    # A window starting or ending inside an hour returns no bucket reaching outside it.
+    inside = store.read(
+        HOUR, START + pd.Timedelta(minutes=10), START + pd.Timedelta(hours=3, minutes=30)
+    )
+    assert list(inside.index) == [START + pd.Timedelta(hours=h) for h in (1, 2)]
+    assert inside["close"].iloc[-1] == frame["close"].iloc[179]  # not a candle after the end
+    on_edge = store.read(HOUR, START, START + pd.Timedelta(hours=3))
+    assert list(on_edge.index) == [START + pd.Timedelta(hours=h) for h in range(3)]
+
+
+def test_rollup_of_data_stopping_inside_a_bucket_drops_it(store: CandleStore) -> None:
+    frame = make_candles(START, 4 * 60)
+    # Hour 2 misses its last ten minutes and nothing follows: it is still forming.
+    store.upsert(BTC, frame.iloc[: 2 * 60 + 50])
+    assert len(store.read(HOUR, START, START + pd.Timedelta(hours=4))) == 2
+    # Once later candles exist, the ten missing minutes are an outage and hour 2 is kept.
+    store.upsert(BTC, frame.iloc[3 * 60 :])
+    hours = store.read(HOUR, START, START + pd.Timedelta(hours=4))
+    assert list(hours.index) == [START + pd.Timedelta(hours=h) for h in range(4)]
+    assert hours["close"].iloc[2] == frame["close"].iloc[2 * 60 + 49]
+
+
+def test_corrected_candle_is_visible_at_once_in_rollups(store: CandleStore) -> None:
+    frame = make_candles(START, 2 * 1440)
+    store.upsert(BTC, frame)
+    end = START + pd.Timedelta(days=2)
+    before = {
+        i: store.read(BTC.model_copy(update={"interval": i}), START, end) for i in ("1h", "1d")
+    }
+    assert len(before["1h"]) == 48 and len(before["1d"]) == 2
+    corrected = frame.iloc[[30]].copy()  # in the first hour and the first day
+    corrected["high"] = corrected["high"] * 2
+    assert store.upsert(BTC, corrected).written == 1
+    for interval, old in before.items():
+        now = store.read(BTC.model_copy(update={"interval": interval}), START, end)
+        assert now["high"].iloc[0] == corrected["high"].iloc[0] != old["high"].iloc[0]
+        pd.testing.assert_frame_equal(now.iloc[1:], old.iloc[1:])
+
+
+def test_database_error_is_not_blamed_on_the_url(store: CandleStore) -> None:
+    from sqlalchemy import text
+
+    from cryptota_core.storage.database import translate_db_errors
+
+    with (
+        pytest.raises(StorageError, match=r"refused: .*no_such_table") as info,
+        translate_db_errors(store.engine),
+        store.engine.connect() as conn,
+    ):
+        conn.execute(text("SELECT count(*) FROM no_such_table")).scalar_one()
+    assert "cannot reach" not in str(info.value)
+    assert "CRYPTOTA_DATABASE_URL" not in str(info.value)
 
 
 def test_read_require_names_the_ingest_command(store: CandleStore) -> None:
@@ -197,8 +282,9 @@ def test_purge_before_deletes_old_candles_and_gaps_only(store: CandleStore) -> N
         assert conn.execute(candle_gaps.select()).all() == []
 
 
-def test_rollup_counts_and_refresh_on_plain_databases(store: CandleStore) -> None:
+def test_rollup_counts_and_refresh(store: CandleStore) -> None:
     store.upsert(BTC, make_candles(START, 1440))
     counts = store.rollup_counts("synthetic", "BTCUSDT", START, START + pd.Timedelta(days=1))
     assert counts == {"15m": 96, "1h": 24, "4h": 6, "1d": 1}
-    assert store.refresh_rollups(START, START + pd.Timedelta(days=1)) is False
+    # Only TimescaleDB has aggregates to refresh; elsewhere rollups are resampled on read.
+    assert store.refresh_rollups(START, START + pd.Timedelta(days=1)) is store.has_timescale
