@@ -449,11 +449,12 @@ def open_cache(settings: Settings) -> BacktestCache | NullCache:
 
 def cached_backtest(
     cache: ResultCache, key: str, compute: Callable[[], BacktestResult]
-) -> BacktestResult:
-    """The cached result for ``key``, or ``compute()``'s, which is then cached."""
+) -> tuple[BacktestResult, bool]:
+    """The cached result for ``key`` and True, or ``compute()``'s (which is then cached) and
+    False: the caller learns whether this lookup hit, whatever else shares the cache."""
     found = cache.get(key)
     if found is not None:
-        return found
+        return found, True
     result = compute()
     cache.set(key, result)
-    return result
+    return result, False

@@ -193,7 +193,11 @@ def backtest_command(
     plot_path: str | None,
 ) -> None:
     """Run one strategy configuration on stored candles or a Binance kline CSV."""
-    from cryptota_core.backtest.service import backtest, candles_from_csv, candles_from_store
+    from cryptota_core.backtest.service import (
+        backtest_or_cache,
+        candles_from_csv,
+        candles_from_store,
+    )
     from cryptota_core.strategies import get_strategy
 
     spec = get_strategy(strategy)
@@ -212,8 +216,7 @@ def backtest_command(
             parse_interval(interval or "1h"),
             *window,
         )
-    cache = open_cache(load_settings())
-    result = backtest(
+    done = backtest_or_cache(
         candles,
         strategy,
         params,
@@ -221,10 +224,11 @@ def backtest_command(
         commission=commission,
         slippage=slippage,
         stake=stake,
-        cache=cache,
+        cache=open_cache(load_settings()),
         engine=engine,
     )
-    if cache.hits:
+    result = done.result
+    if done.cached:
         console.print("served from the cache (identical run on identical candles)")
     if plot_path:
         from cryptota_core.backtest.plot import plot_backtest

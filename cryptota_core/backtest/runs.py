@@ -15,7 +15,12 @@ from typing import Any
 import pandas as pd
 
 from cryptota_core.backtest.result import BacktestResult
-from cryptota_core.backtest.service import CODE_VERSION, CandleInput, backtest, candles_from_store
+from cryptota_core.backtest.service import (
+    CODE_VERSION,
+    CandleInput,
+    backtest_or_cache,
+    candles_from_store,
+)
 from cryptota_core.cache import ResultCache
 from cryptota_core.errors import InvalidInputError, NoDataError
 from cryptota_core.storage.candle_store import CandleStore
@@ -124,19 +129,17 @@ def run_and_store(
             f"only {len(candles.frame)} {window.interval} candles for {symbol} in the backtest "
             "window; ingest more days first"
         )
-    hits_before = cache.hits if cache is not None else 0
-    result = backtest(candles, param_set.strategy, param_set.params, cache=cache)
+    done = backtest_or_cache(candles, param_set.strategy, param_set.params, cache=cache)
     assert candles.key is not None
     run_key = results.save_backtest(
-        result,
+        done.result,
         exchange=candles.key.exchange,
         symbol=symbol,
         candle_fingerprint=candles.fingerprint,
         code_version=CODE_VERSION,
         run_id=run_id,
     )
-    cached = cache is not None and cache.hits > hits_before
-    return StoredRun(run_key, result, candles, cached)
+    return StoredRun(run_key, done.result, candles, done.cached)
 
 
 def run_many(

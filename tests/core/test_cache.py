@@ -182,9 +182,10 @@ def test_cached_backtest_computes_once(cache: BacktestCache) -> None:
         calls.append(1)
         return make_result()
 
-    first = cached_backtest(cache, key_for(), compute)
-    second = cached_backtest(cache, key_for(), compute)
+    first, first_hit = cached_backtest(cache, key_for(), compute)
+    second, second_hit = cached_backtest(cache, key_for(), compute)
     assert len(calls) == 1
+    assert (first_hit, second_hit) == (False, True)
     assert_identical(second, first)
     assert (cache.hits, cache.misses) == (1, 1)
 
@@ -266,7 +267,7 @@ def test_redis_dying_mid_run_degrades_to_no_cache_with_one_warning(
         assert cache.get(key_for()) is None
         cache.set(key_for(), make_result())
         assert cache.invalidate_symbol("binance", "BTCUSDT") == 0
-        assert_identical(cached_backtest(cache, key_for(), compute), make_result())
+        assert_identical(cached_backtest(cache, key_for(), compute)[0], make_result())
     assert len(calls) == 3
     assert not cache.enabled
     assert cache.hits == 1 and cache.misses == 6

@@ -14,6 +14,7 @@ from cryptota_core.backtest.runs import (
     run_and_store,
     run_many,
 )
+from cryptota_core.cache import BacktestCache
 from cryptota_core.errors import InvalidInputError, NoDataError
 from cryptota_core.ingest import ingest_series
 from cryptota_core.market.sources.synthetic import SyntheticSource
@@ -105,3 +106,21 @@ def test_run_many_reads_each_symbol_once_and_matches_single_runs(sqlite_url: str
     assert results.count_runs() == 4
     with pytest.raises(InvalidInputError, match="unknown parameter set 'rsi-p99'"):
         run_many(store, results, [("BTCUSDT", "rsi-p99")], window=WINDOW)
+
+
+@pytest.mark.redis
+def test_run_many_says_which_results_the_cache_served(sqlite_url: str, redis_url: str) -> None:
+    """Per result, not from the cache's counters: another user of the same cache in between
+    (here a lookup of a run that is not cached) changes nothing."""
+    store = CandleStore.from_url(sqlite_url)
+    results = ResultsStore.from_url(sqlite_url)
+    ingest_series(store, SyntheticSource(seed=2), "BTCUSDT", "1h", START, WINDOW.end)
+    sets = expand_param_grids({"rsi": {"period": [7, 14], "oversold": [30], "overbought": [70]}})
+    slugs = register_param_sets(results, sets)
+    cache = BacktestCache.from_url(redis_url)
+
+    first = run_many(store, results, [("BTCUSDT", slugs[0])], window=WINDOW, cache=cache)
+    assert [r.cached for r in first] == [False]
+    cache.get("cryptota:bt:synthetic:BTCUSDT:not-cached")  # someone else's miss
+    both = run_many(store, results, [("BTCUSDT", s) for s in slugs], window=WINDOW, cache=cache)
+    assert [r.cached for r in both] == [True, False]
