@@ -25,6 +25,7 @@ from sqlalchemy import (
     PrimaryKeyConstraint,
     String,
     Table,
+    Text,
     UniqueConstraint,
 )
 from sqlalchemy.types import TypeDecorator
@@ -66,9 +67,11 @@ metadata = MetaData()
 candles = Table(
     "candles",
     metadata,
-    Column("exchange", String(16), nullable=False),
-    Column("symbol", String(20), nullable=False),
-    Column("interval", String(8), nullable=False),
+    # TEXT, not VARCHAR(n): TimescaleDB 2.28 segments the columnstore by these columns and warns
+    # that varchar "does not follow best practices"; lengths are enforced by SeriesKey anyway.
+    Column("exchange", Text, nullable=False),
+    Column("symbol", Text, nullable=False),
+    Column("interval", Text, nullable=False),
     Column("open_time", UtcDateTime, nullable=False),
     Column("open", Float(53), nullable=False),
     Column("high", Float(53), nullable=False),

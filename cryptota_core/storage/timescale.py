@@ -211,6 +211,36 @@ def _aggregate_is_current(conn: Connection, view: str) -> bool | None:
     return bool(has_column)
 
 
+def _series_columns_to_text(conn: Connection) -> list[str]:
+    """Turn a store created with VARCHAR series columns (before TEXT was the schema) into TEXT, a
+    catalog-only change in PostgreSQL. TimescaleDB refuses type changes once the columnstore is
+    on; such a store keeps VARCHAR (only TimescaleDB's best-practice warning differs)."""
+    varchar = (
+        conn.execute(
+            text(
+                "SELECT column_name FROM information_schema.columns "
+                "WHERE table_schema = current_schema() AND table_name = 'candles' "
+                "AND column_name IN ('exchange', 'symbol', 'interval') "
+                "AND data_type = 'character varying' ORDER BY column_name"
+            )
+        )
+        .scalars()
+        .all()
+    )
+    if not varchar:
+        return []
+    if _columnstore_settings(conn)[0] is not None:
+        log.warning(
+            "candles.%s stay VARCHAR: TimescaleDB cannot change column types once the "
+            "columnstore is enabled",
+            ", ".join(varchar),
+        )
+        return []
+    for column in varchar:
+        conn.exec_driver_sql(f'ALTER TABLE candles ALTER COLUMN "{column}" TYPE text')
+    return [f"{column}=text" for column in varchar]
+
+
 def enable(conn: Connection, *, retention_days: int | None = None) -> SetupReport:
     """Bring the TimescaleDB features to the wanted state inside the caller's transaction,
     changing only what differs (see the module docstring). Safe to call on every start."""
@@ -222,6 +252,7 @@ def enable(conn: Connection, *, retention_days: int | None = None) -> SetupRepor
     if not _is_hypertable(conn):
         conn.exec_driver_sql(hypertable_statement())
         changed.append("hypertable")
+    changed += _series_columns_to_text(conn)
 
     segment_by, order_by = _columnstore_settings(conn)
     wanted_policy = _interval_text(conn, COLUMNSTORE_AFTER)

@@ -153,8 +153,47 @@ def test_hypertable_columnstore_and_aggregates_are_set_up(timescale_url: str) ->
             .scalars()
             .all()
         )
+        types = conn.execute(
+            text(
+                "SELECT column_name, data_type FROM information_schema.columns "
+                "WHERE table_name = 'candles' AND column_name IN ('exchange', 'symbol', 'interval')"
+            )
+        ).all()
     assert views == [(f"candles_{i}", False) for i in ("15m", "1d", "1h", "4h")]
     assert "policy_compression" in policies
+    assert {data_type for _, data_type in types} == {"text"}  # 2.28's best practice
+
+
+def test_store_created_with_varchar_series_columns_moves_to_text(timescale_url: str) -> None:
+    from sqlalchemy import create_engine
+
+    engine = create_engine(timescale_url)
+    with engine.begin() as conn:
+        conn.exec_driver_sql(
+            "CREATE TABLE candles (exchange varchar(16) NOT NULL, symbol varchar(20) NOT NULL, "
+            '"interval" varchar(8) NOT NULL, open_time timestamptz NOT NULL, open float8 NOT NULL, '
+            "high float8 NOT NULL, low float8 NOT NULL, close float8 NOT NULL, "
+            "volume float8 NOT NULL, quote_volume float8 NOT NULL, trades bigint NOT NULL, "
+            "taker_buy_base float8 NOT NULL, taker_buy_quote float8 NOT NULL, "
+            "ingested_at timestamptz NOT NULL, "
+            'PRIMARY KEY (exchange, symbol, "interval", open_time))'
+        )
+    engine.dispose()
+    store = CandleStore.from_url(timescale_url)
+    with store.engine.connect() as conn:
+        types = (
+            conn.execute(
+                text(
+                    "SELECT data_type FROM information_schema.columns WHERE table_name = 'candles' "
+                    "AND column_name IN ('exchange', 'symbol', 'interval')"
+                )
+            )
+            .scalars()
+            .all()
+        )
+    assert set(types) == {"text"}
+    store.upsert(KEY, make_candles(START, 120))
+    assert len(store.read(HOUR, START, START + pd.Timedelta(hours=2))) == 2
 
 
 def test_aggregates_serve_reads_right_after_ingest(timescale_url: str) -> None:
