@@ -4,7 +4,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: install run test lint typecheck pytest bench ui clean
+.PHONY: install run test lint typecheck defs pytest bench ui clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -19,7 +19,7 @@ run: install
 	$(BIN)/cryptota demo
 
 ## Lint, type-check, import contracts, then the test suite against throwaway PostgreSQL + Redis.
-test: install lint typecheck pytest
+test: install lint typecheck defs pytest
 
 lint: install
 	$(BIN)/ruff check .
@@ -28,6 +28,14 @@ lint: install
 
 typecheck: install
 	$(BIN)/mypy
+
+## The code location loads and validates (`dg check defs`, which supersedes `dagster definitions
+## validate`) on a throwaway instance: the dagster.yaml here is production's and needs its
+## PostgreSQL.
+defs: install
+	home="$$(mktemp -d)" && printf 'telemetry:\n  enabled: false\n' > "$$home/dagster.yaml" && \
+		DAGSTER_HOME="$$home" VIRTUAL_ENV="$(abspath $(VENV))" $(BIN)/dg check defs; \
+		status=$$?; rm -rf "$$home"; exit $$status
 
 pytest: install
 	$(BIN)/python -m pytest
