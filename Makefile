@@ -4,7 +4,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: install run test lint typecheck defs pytest bench ui clean
+.PHONY: install system-packages run test lint typecheck defs pytest bench ui clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -14,12 +14,17 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP)
 
+## The servers the tests run for real (PostgreSQL, redis-server, docker-compose), via apt-get
+## when missing: a fresh machine needs nothing but `make test`.
+system-packages:
+	./tools/system-packages.sh
+
 ## The main job on the embedded default (SQLite store under CRYPTOTA_HOME, synthetic data).
 run: install
 	$(BIN)/cryptota demo
 
 ## Lint, type-check, import contracts, then the test suite against throwaway PostgreSQL + Redis.
-test: install lint typecheck defs pytest
+test: install system-packages lint typecheck defs pytest
 
 lint: install
 	$(BIN)/ruff check .
@@ -37,7 +42,7 @@ defs: install
 		DAGSTER_HOME="$$home" VIRTUAL_ENV="$(abspath $(VENV))" $(BIN)/dg check defs; \
 		status=$$?; rm -rf "$$home"; exit $$status
 
-pytest: install
+pytest: install system-packages
 	$(BIN)/python -m pytest
 
 ## The Dagster UI on the embedded default's instance (the one `make run` materialises into).
