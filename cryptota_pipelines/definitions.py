@@ -1,18 +1,29 @@
-"""The code location: every domain's definitions plus resources configured from the settings."""
+"""The code location (``-m cryptota_pipelines.definitions``): every definition under ``defs/``,
+found by Dagster's ``load_from_defs_folder``, plus the resources configured from the settings.
 
-from dagster import Definitions
+``cryptota_pipelines`` is a dg project (``[tool.dg]`` in pyproject.toml), so adding a module
+under ``defs/<domain>/`` is all it takes to add its assets, checks, jobs, schedules and sensors;
+``dg check defs`` (``make defs``) loads and validates the result.
+"""
+
+from pathlib import Path
+
+import dagster as dg
 
 from cryptota_core.settings import Settings, load_settings
-from cryptota_pipelines.defs import automation, backtests, ingestion, rollups
 from cryptota_pipelines.resources import resources_from_settings
 
 
-def build_defs(settings: Settings) -> Definitions:
-    """The Definitions for ``settings`` (tests build their own; the code location uses the env)."""
-    resources = Definitions(resources=resources_from_settings(settings))
-    return Definitions.merge(
-        ingestion.defs, rollups.defs, backtests.defs, automation.defs, resources
+def build_defs(settings: Settings) -> dg.Definitions:
+    """The code location for ``settings``: tests, the demo and the benchmarks build their own."""
+    return dg.Definitions.merge(
+        dg.load_from_defs_folder(path_within_project=Path(__file__).parent),
+        dg.Definitions(resources=resources_from_settings(settings)),
     )
 
 
-defs = build_defs(load_settings())
+@dg.definitions
+def defs() -> dg.Definitions:
+    """What Dagster loads: the settings are read from the environment when the code location
+    loads, not when this module is imported."""
+    return build_defs(load_settings())

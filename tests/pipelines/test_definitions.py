@@ -24,6 +24,8 @@ from dagster import (
 
 from cryptota_pipelines.resources import MarketSourceResource
 
+PROJECT_ROOT = Path(__file__).resolve().parents[2]
+
 _IMPORT_WITHOUT_IO = """
 import json, socket, sys
 
@@ -31,8 +33,11 @@ def refuse(self, address):
     raise AssertionError(f"import opened a connection to {address}")
 
 socket.socket.connect = refuse
-from cryptota_pipelines.definitions import defs
-repo = defs.get_repository_def()
+import cryptota_pipelines.definitions as location  # importing it builds nothing
+from dagster import Definitions
+
+assert not isinstance(location.defs, Definitions)
+repo = location.defs().get_repository_def()  # what Dagster does when the location loads
 print(json.dumps({
     "assets": sorted(k.to_user_string() for k in repo.asset_graph.get_all_asset_keys()),
     "checks": sorted(k.name for k in repo.asset_graph.asset_check_keys),
@@ -90,23 +95,26 @@ def test_definitions_import_without_environment_does_no_io(tmp_path: Path) -> No
     assert not (tmp_path / ".cryptota").exists()
 
 
-def test_dagster_cli_validates_the_code_location(tmp_path: Path) -> None:
+def test_dg_check_defs_validates_the_project(tmp_path: Path) -> None:
+    """``dg check defs`` (make defs) finds the project through ``[tool.dg]`` and loads its defs
+    folder with no environment; its instance is a throwaway home, not production's
+    dagster.yaml."""
+    (tmp_path / "dagster.yaml").write_text("telemetry:\n  enabled: false\n")
+    venv = Path(sys.executable).parent
     done = subprocess.run(
-        [
-            str(Path(sys.executable).parent / "dagster"),
-            "definitions",
-            "validate",
-            "-m",
-            "cryptota_pipelines.definitions",
-        ],
+        [str(venv / "dg"), "check", "defs", "--target-path", str(PROJECT_ROOT)],
         cwd=tmp_path,
-        env=_bare_environment(tmp_path),
+        env={
+            **_bare_environment(tmp_path),
+            "DAGSTER_HOME": str(tmp_path),
+            "VIRTUAL_ENV": str(venv.parent),
+        },
         capture_output=True,
         text=True,
         timeout=180,
     )
     assert done.returncode == 0, done.stdout + done.stderr
-    assert "Validation successful" in done.stdout + done.stderr
+    assert "All definitions loaded successfully" in done.stdout + done.stderr
 
 
 def test_candle_assets_carry_the_orchestration_contract(defs: Definitions) -> None:
