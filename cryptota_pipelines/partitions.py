@@ -27,10 +27,13 @@ from dagster import (
     MultiPartitionKey,
     MultiPartitionsDefinition,
 )
-from dagster._core.storage.tags import (
-    ASSET_PARTITION_RANGE_END_TAG,
-    ASSET_PARTITION_RANGE_START_TAG,
-)
+
+PARTITION_RANGE_START_TAG = "dagster/asset_partition_range_start"
+PARTITION_RANGE_END_TAG = "dagster/asset_partition_range_end"
+"""The run tags of a key-range run: what Dagster's own backfill daemon sets on the runs of a
+single-run or chunked backfill, and the documented way to launch one (a run with both tags
+materialises every key between them). Spelled out here because Dagster exports no public name for
+them; tests launch range runs with these tags and check the keys each run covered."""
 
 CANDLE_HISTORY_START = "2017-08-17"
 """First day of Binance spot klines: the earliest ``date`` partition."""
@@ -137,8 +140,8 @@ def range_tags(first_day: date, last_day: date, symbols: Sequence[str]) -> dict[
     A range run gets every key in the rectangle between its two corner keys, so ``symbols`` must
     be adjacent in the instance's ``symbols`` order (a single symbol always is)."""
     return {
-        ASSET_PARTITION_RANGE_START_TAG: partition_key(first_day, symbols[0]),
-        ASSET_PARTITION_RANGE_END_TAG: partition_key(last_day, symbols[-1]),
+        PARTITION_RANGE_START_TAG: partition_key(first_day, symbols[0]),
+        PARTITION_RANGE_END_TAG: partition_key(last_day, symbols[-1]),
     }
 
 
@@ -186,6 +189,6 @@ def backtest_range_tags(symbols: Sequence[str], param_sets: Sequence[str]) -> di
     ``symbols``: the rectangle between the two corner keys. Both lists must be adjacent in the
     instance's order of their dynamic partitions (a whole list, or a single entry, always is)."""
     return {
-        ASSET_PARTITION_RANGE_START_TAG: backtest_partition_key(symbols[0], param_sets[0]),
-        ASSET_PARTITION_RANGE_END_TAG: backtest_partition_key(symbols[-1], param_sets[-1]),
+        PARTITION_RANGE_START_TAG: backtest_partition_key(symbols[0], param_sets[0]),
+        PARTITION_RANGE_END_TAG: backtest_partition_key(symbols[-1], param_sets[-1]),
     }
