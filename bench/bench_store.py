@@ -1,7 +1,9 @@
 """Candle store: upsert and read of one year of 1m candles, ours against plain pandas.
 
 The peer is what a hand-rolled service does: ``DataFrame.to_sql`` into a table with the same
-primary key, and ``pandas.read_sql`` back into a frame.
+primary key, and ``pandas.read_sql`` back into a frame. Where the timescaledb extension is
+installed for this machine's PostgreSQL, a preloaded cluster adds the TimescaleDB rows: the same
+cases, then the year moved into the columnstore and re-upserted and read again.
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ from bench.common import Row, timed, year_of_1m_candles
 from cryptota_core.market.frame import SeriesKey
 from cryptota_core.storage.candle_store import CandleStore
 from cryptota_core.storage.database import create_store_engine
-from tests.services import start_postgres
+from tests.services import start_postgres, timescale_library
 
 KEY = SeriesKey(exchange="synthetic", symbol="BTCUSDT", interval="1m")
 
@@ -67,19 +69,47 @@ def _ours(url: str, frame: pd.DataFrame, group: str) -> list[Row]:
     pd.testing.assert_frame_equal(back, frame, check_exact=True)
     hourly = SeriesKey(exchange=KEY.exchange, symbol=KEY.symbol, interval="1h")
     rollup_s, rolled = timed(lambda: store.read(hourly, start, end))
-    store.engine.dispose()
-    return [
+    how = "continuous aggregate" if store.has_timescale else "resampled"
+    rows = [
         Row(group, "insert 1 year of 1m", "cryptota upsert", len(frame), insert_s),
         Row(group, "re-upsert same year (no-op)", "cryptota upsert", len(frame), reupsert_s),
         Row(group, "read 1 year into a frame", "cryptota read", len(frame), read_s),
         Row(
             group,
-            "read 1 year as 1h (resampled)",
+            f"read 1 year as 1h ({how})",
             "cryptota read",
             len(rolled),
             rollup_s,
             unit="1h candles",
         ),
+    ]
+    if store.has_timescale:
+        rows += _columnstore(store, frame, group)
+    store.engine.dispose()
+    return rows
+
+
+def _columnstore(store: CandleStore, frame: pd.DataFrame, group: str) -> list[Row]:
+    """The year moved into the columnstore, then re-upserted unchanged (must decompress nothing)
+    and read back."""
+    start, end = frame.index[0], frame.index[-1] + pd.Timedelta(minutes=1)
+    with store.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+        chunks = conn.execute(text("SELECT show_chunks('candles')::text")).scalars().all()
+        for chunk in chunks:
+            conn.execute(text("CALL convert_to_columnstore(CAST(:c AS regclass))"), {"c": chunk})
+    reupsert_s, result = timed(lambda: store.upsert(KEY, frame))
+    assert result.written == 0
+    read_s, back = timed(lambda: store.read(KEY, start, end), repeat=3)
+    pd.testing.assert_frame_equal(back, frame, check_exact=True)
+    return [
+        Row(
+            group,
+            "re-upsert same year over columnstore (no-op)",
+            "cryptota upsert",
+            len(frame),
+            reupsert_s,
+        ),
+        Row(group, "read 1 year from the columnstore", "cryptota read", len(frame), read_s),
     ]
 
 
@@ -97,4 +127,11 @@ def run() -> list[Row]:
         rows += _pandas_baseline(server.url, frame, "store: PostgreSQL")
     finally:
         server.stop()
+    if timescale_library() is not None:
+        server = start_postgres(timescale=True)
+        try:
+            rows += _ours(server.url, frame, "store: TimescaleDB 2.28")
+            rows += _pandas_baseline(server.url, frame, "store: TimescaleDB 2.28")
+        finally:
+            server.stop()
     return rows

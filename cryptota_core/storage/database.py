@@ -66,7 +66,10 @@ def create_store_engine(url: str, *, pool: bool = True) -> Engine:
         kwargs["poolclass"] = NullPool
     else:
         kwargs["pool_pre_ping"] = True
-        kwargs["connect_args"] = {"connect_timeout": 10}
+        # JIT off: the planner's row estimates over hypertable joins are huge, so PostgreSQL JIT-
+        # compiled our simple range statements and spent seconds doing so (an unchanged re-upsert
+        # of a year over the columnstore: 19.5 s with JIT, 1.5 s without).
+        kwargs["connect_args"] = {"connect_timeout": 10, "options": "-c jit=off"}
         if not pool:
             kwargs["poolclass"] = NullPool
     engine = create_engine(url, **kwargs)
