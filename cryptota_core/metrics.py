@@ -17,14 +17,14 @@ The array-level functions return ``float`` and ``nan`` for an undefined value, s
 vectorised code. :func:`compute_metrics` is the boundary to the results store and the UI: it
 returns ``None`` for every undefined or non-finite value, never ``nan``, ``inf`` or a sentinel,
 and it never raises on degenerate data (no trades, a flat or one-bar or empty curve).
-docs/metrics.md defines every key.
+docs/metrics.md defines every key. The statistics of a whole search (probabilistic and deflated
+Sharpe ratio, probability of backtest overfitting) live in :mod:`cryptota_core.research.statistics`.
 """
 
 from __future__ import annotations
 
 import logging
 import math
-from statistics import NormalDist
 
 import numba
 import numpy as np
@@ -49,9 +49,6 @@ TAIL_CUTOFF = 0.05
 
 ZERO_DISPERSION = 1e-12
 """Relative size below which a standard deviation is rounding noise (see ``_sample_std``)."""
-
-EULER_MASCHERONI = 0.5772156649015329
-"""γ in the expected maximum of N standard normals (Bailey & López de Prado 2014, eq. 3)."""
 
 METRIC_NAMES: tuple[str, ...] = (
     # returns
@@ -455,90 +452,6 @@ def daily_sharpe_ratio(equity: pd.Series) -> float:
     the two are equal. NaN with fewer than two daily returns (three UTC days).
     """
     return sharpe_ratio(daily_returns(equity), DAILY_PERIODS_PER_YEAR)
-
-
-# --------------------------------------------------------------------------------------------
-# Probabilistic and deflated Sharpe ratio (optimisation results)
-# --------------------------------------------------------------------------------------------
-
-_STANDARD_NORMAL = NormalDist()
-
-
-def _sharpe_moments(returns: npt.ArrayLike) -> tuple[float, float, float, int]:
-    """Per-period Sharpe (ddof=1), skewness and (non-excess) kurtosis (population moments,
-    ddof=0, as scipy.stats.skew/kurtosis with bias=True) and the number of returns."""
-    r = _as_array(returns)
-    r = r[~np.isnan(r)]
-    n = int(r.size)
-    if n < 2:
-        return math.nan, math.nan, math.nan, n
-    std = _sample_std(r)
-    centred = r - r.mean()
-    m2 = float(np.mean(centred**2))
-    if std == 0.0 or m2 == 0.0:
-        return math.nan, math.nan, math.nan, n
-    skew = float(np.mean(centred**3)) / m2**1.5
-    kurtosis = float(np.mean(centred**4)) / m2**2
-    return float(r.mean()) / std, skew, kurtosis, n
-
-
-def probabilistic_sharpe_ratio(
-    returns: pd.Series | npt.ArrayLike, benchmark_sharpe: float = 0.0
-) -> float:
-    """Probability that the true Sharpe ratio exceeds ``benchmark_sharpe`` (Bailey & López de
-    Prado 2012), given the sample's length, skewness and fat tails.
-
-    ``PSR = Φ((SR - SR*) · sqrt(n - 1) / sqrt(1 - γ3·SR + (γ4 - 1)/4 · SR²))`` with SR the
-    *per-period* (not annualised) Sharpe ratio, std ddof=1; γ3 the skewness and γ4 the
-    kurtosis (3 for a normal), population moments (ddof=0); n the number of returns; SR* in the
-    same per-period units. NaN under two returns, with zero dispersion, or when the variance
-    term is not positive.
-    """
-    sharpe, skew, kurtosis, n = _sharpe_moments(returns)
-    if math.isnan(sharpe):
-        return math.nan
-    variance_term = 1.0 - skew * sharpe + (kurtosis - 1.0) / 4.0 * sharpe**2
-    if not variance_term > 0.0:
-        return math.nan
-    z = (sharpe - benchmark_sharpe) * math.sqrt(n - 1) / math.sqrt(variance_term)
-    return _STANDARD_NORMAL.cdf(z)
-
-
-def expected_max_sharpe(n_trials: int, sharpe_variance_across_trials: float) -> float:
-    """Expected maximum per-period Sharpe ratio of ``n_trials`` unskilled trials (Bailey & López
-    de Prado 2014): ``sqrt(V) · ((1 - γ) Φ⁻¹(1 - 1/N) + γ Φ⁻¹(1 - 1/(N e)))``, γ the
-    Euler–Mascheroni constant. 0 for one trial (no selection took place)."""
-    if n_trials < 1:
-        raise InvalidInputError(
-            f"n_trials={n_trials}: use the number of parameter sets tried, at least 1"
-        )
-    if not sharpe_variance_across_trials >= 0.0:
-        raise InvalidInputError(
-            f"sharpe_variance_across_trials={sharpe_variance_across_trials}: use the variance "
-            "of the per-period Sharpe ratios of the trials, 0 or more"
-        )
-    if n_trials == 1:
-        return 0.0
-    inv = _STANDARD_NORMAL.inv_cdf
-    spread = (1.0 - EULER_MASCHERONI) * inv(1.0 - 1.0 / n_trials) + EULER_MASCHERONI * inv(
-        1.0 - 1.0 / (n_trials * math.e)
-    )
-    return math.sqrt(sharpe_variance_across_trials) * spread
-
-
-def deflated_sharpe_ratio(
-    returns: pd.Series | npt.ArrayLike, n_trials: int, sharpe_variance_across_trials: float
-) -> float:
-    """PSR of the selected trial against the Sharpe ratio the best of ``n_trials`` unskilled
-    trials would reach by luck: ``DSR = PSR(SR0)``, ``SR0 = expected_max_sharpe(n_trials, V)``
-    (Bailey & López de Prado 2014).
-
-    ``sharpe_variance_across_trials`` (V) is the variance of the *per-period* Sharpe ratios of
-    all trials, the same units as the PSR's SR. DSR < PSR(0) whenever n_trials > 1 and V > 0.
-    Raises :class:`InvalidInputError` for n_trials < 1 or a negative V; NaN where PSR is.
-    """
-    benchmark = expected_max_sharpe(n_trials, sharpe_variance_across_trials)
-    return probabilistic_sharpe_ratio(returns, benchmark_sharpe=benchmark)
 
 
 # --------------------------------------------------------------------------------------------

@@ -157,9 +157,8 @@ def psr_from_returns(returns: npt.ArrayLike, benchmark: float = 0.0) -> float:
     """:func:`probabilistic_sharpe_ratio` of a series of per-period returns (NaN values dropped).
 
     SR is ``mean / std(ddof=1)`` of the returns, skewness and non-excess kurtosis are population
-    moments (ddof=0), n the number of returns; ``benchmark`` is a per-period Sharpe ratio. Equals
-    :func:`cryptota_core.metrics.probabilistic_sharpe_ratio`. NaN under two returns or with zero
-    dispersion (a constant series); never raises on such data.
+    moments (ddof=0), n the number of returns; ``benchmark`` is a per-period Sharpe ratio. NaN
+    under two returns or with zero dispersion (a constant series); never raises on such data.
     """
     sharpe, skew, kurtosis, n = _return_moments(returns)
     if n < 2 or math.isnan(sharpe):

@@ -12,7 +12,6 @@ import empyrical as ep
 import numpy as np
 import pandas as pd
 import pytest
-from scipy import stats
 
 from cryptota_core.backtest.trades import TRADE_COLUMNS, empty_trades
 from cryptota_core.errors import InvalidInputError
@@ -20,11 +19,8 @@ from cryptota_core.market.intervals import interval_timedelta, periods_per_year
 from cryptota_core.metrics import (
     METRIC_NAMES,
     compute_metrics,
-    deflated_sharpe_ratio,
     drawdown_episodes_nb,
-    expected_max_sharpe,
     longest_run_nb,
-    probabilistic_sharpe_ratio,
     returns_from_equity,
 )
 
@@ -437,57 +433,3 @@ def test_unknown_interval_names_the_accepted_values() -> None:
 # --------------------------------------------------------------------------------------------
 # Probabilistic and deflated Sharpe ratio
 # --------------------------------------------------------------------------------------------
-
-
-def psr_reference(r: np.ndarray, benchmark: float) -> float:
-    """Bailey & López de Prado (2012) with scipy's moments, written out independently."""
-    sr = r.mean() / r.std(ddof=1)
-    skew = stats.skew(r)
-    kurt = stats.kurtosis(r, fisher=False)
-    z = (sr - benchmark) * math.sqrt(r.size - 1) / math.sqrt(1 - skew * sr + (kurt - 1) / 4 * sr**2)
-    return float(stats.norm.cdf(z))
-
-
-def test_psr_of_a_strongly_positive_series_is_near_one() -> None:
-    r = np.random.default_rng(3).normal(0.002, 0.01, 1000)
-    assert probabilistic_sharpe_ratio(r) > 0.95
-    assert probabilistic_sharpe_ratio(pd.Series(r)) == pytest.approx(psr_reference(r, 0.0))
-
-
-def test_psr_of_a_zero_mean_series_is_one_half() -> None:
-    r = np.random.default_rng(4).standard_t(5, 2000) * 0.01
-    r = r - r.mean()
-    assert probabilistic_sharpe_ratio(r) == pytest.approx(0.5, abs=1e-9)
-
-
-def test_psr_matches_the_formula_on_fat_tailed_skewed_returns() -> None:
-    rng = np.random.default_rng(5)
-    r = np.exp(rng.normal(0.0, 0.02, 800)) - 1.0 + rng.standard_t(3, 800) * 0.003
-    for benchmark in (0.0, 0.02, -0.01):
-        expected = psr_reference(r, benchmark)
-        assert probabilistic_sharpe_ratio(r, benchmark) == pytest.approx(expected, rel=1e-9)
-
-
-def test_dsr_is_below_psr_when_more_than_one_trial_was_run() -> None:
-    r = np.random.default_rng(6).normal(0.001, 0.01, 1500)
-    psr = probabilistic_sharpe_ratio(r)
-    dsr = deflated_sharpe_ratio(r, n_trials=50, sharpe_variance_across_trials=0.002)
-    assert dsr < psr
-    assert deflated_sharpe_ratio(r, n_trials=1, sharpe_variance_across_trials=0.002) == psr
-
-    gamma = 0.5772156649015329
-    n, v = 50, 0.002
-    sr0 = math.sqrt(v) * (
-        (1 - gamma) * stats.norm.ppf(1 - 1 / n) + gamma * stats.norm.ppf(1 - 1 / (n * math.e))
-    )
-    assert expected_max_sharpe(n, v) == pytest.approx(sr0, rel=1e-9)
-    assert dsr == pytest.approx(psr_reference(r, sr0), rel=1e-9)
-
-
-def test_psr_and_dsr_are_nan_when_undefined_and_reject_bad_arguments() -> None:
-    assert math.isnan(probabilistic_sharpe_ratio(np.array([0.01])))
-    assert math.isnan(probabilistic_sharpe_ratio(np.full(10, 0.01)))
-    with pytest.raises(InvalidInputError, match="n_trials"):
-        deflated_sharpe_ratio(np.zeros(5), n_trials=0, sharpe_variance_across_trials=0.1)
-    with pytest.raises(InvalidInputError, match="variance"):
-        deflated_sharpe_ratio(np.zeros(5), n_trials=3, sharpe_variance_across_trials=-1.0)

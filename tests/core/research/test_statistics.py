@@ -10,7 +10,6 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from cryptota_core import metrics
 from cryptota_core.errors import InvalidInputError
 from cryptota_core.research.statistics import (
     DeflatedSharpe,
@@ -44,16 +43,6 @@ def test_psr_from_returns_matches_the_formula_on_skewed_fat_tailed_returns() -> 
     r = np.exp(rng.normal(0.0, 0.02, 800)) - 1.0 + rng.standard_t(3, 800) * 0.003
     for benchmark in (0.0, 0.02, -0.01):
         assert psr_from_returns(r, benchmark) == pytest.approx(psr_reference(r, benchmark), 1e-9)
-
-
-def test_psr_from_returns_equals_the_metrics_module_psr() -> None:
-    rng = np.random.default_rng(6)
-    r = rng.standard_t(4, 2000) * 0.01 + 0.0005
-    r[[10, 500]] = np.nan
-    for benchmark in (0.0, 0.03):
-        assert psr_from_returns(r, benchmark) == pytest.approx(
-            metrics.probabilistic_sharpe_ratio(r, benchmark), rel=1e-12
-        )
 
 
 def test_psr_is_one_half_when_the_sharpe_ratio_equals_the_benchmark() -> None:
