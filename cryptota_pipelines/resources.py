@@ -9,7 +9,7 @@ variable's name, never its value.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 import pandas as pd
 from dagster import ConfigurableResource, EnvVar, InitResourceContext
@@ -30,6 +30,30 @@ from cryptota_core.storage.candle_store import CandleStore
 from cryptota_core.storage.results_store import ResultsStore
 
 
+class RunLoggingResource(ConfigurableResource):
+    """The core's log records during a step: their format, and the run they belong to.
+
+    Every asset, check and op of the code location takes this resource (``run_logging``), so
+    the first thing each step does, whatever stores it uses, is route ``cryptota_core`` records
+    to stderr as console or JSON lines and stamp each with the step's run id; a line in a log
+    aggregator then leads back to its run. When the step ends the id is unbound again, so
+    nothing logged afterwards in the same process claims to belong to it."""
+
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(
+        default="INFO", description="Level of the core's records (CRYPTOTA_LOG_LEVEL)."
+    )
+    log_format: Literal["console", "json"] = Field(
+        default="console", description="console or json lines (CRYPTOTA_LOG_FORMAT)."
+    )
+
+    def setup_for_execution(self, context: InitResourceContext) -> None:
+        configure_logging(self.log_level, self.log_format)
+        bind_run_id(context.run.run_id if context.run is not None else None)
+
+    def teardown_after_execution(self, context: InitResourceContext) -> None:
+        bind_run_id(None)
+
+
 class CandleStoreResource(ConfigurableResource):
     """The candle store (TimescaleDB, PostgreSQL or SQLite) behind ``database_url``."""
 
@@ -48,13 +72,6 @@ class CandleStoreResource(ConfigurableResource):
                 self.database_url, retention_days=self.retention_days
             )
         return self._store
-
-    def setup_for_execution(self, context: InitResourceContext) -> None:
-        """Every step uses the candle store, so this is where the step's process starts logging
-        the core's records with the run id (CRYPTOTA_LOG_FORMAT: console or JSON lines)."""
-        settings = load_settings()
-        configure_logging(settings.log_level, settings.log_format)
-        bind_run_id(context.run_id if context.dagster_run is not None else None)
 
     def teardown_after_execution(self, context: InitResourceContext) -> None:
         """Close the connection pool when the step ends, so finished runs hold no connections."""
@@ -184,6 +201,9 @@ def resources_from_settings(settings: Settings) -> dict[str, Any]:
         EnvVar("CRYPTOTA_DATABASE_URL") if settings.database_url else settings.resolved_database_url
     )
     return {
+        "run_logging": RunLoggingResource(
+            log_level=settings.log_level, log_format=settings.log_format
+        ),
         "candle_store": CandleStoreResource(
             database_url=database_url, retention_days=settings.timescale_retention_days
         ),

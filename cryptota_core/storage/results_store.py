@@ -495,6 +495,7 @@ class ResultsStore:
         frame["trade_count"] = frame["trade_count"].astype("Int64")
         frame[["rank", "bars"]] = frame[["rank", "bars"]].astype("int64")
         frame.attrs["metric"] = metric
+        log.debug("leaderboard by %s: %d runs ranked", metric, len(frame), extra={"metric": metric})
         return frame
 
     def purge_before(self, cutoff: datetime | pd.Timestamp) -> int:

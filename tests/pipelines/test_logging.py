@@ -1,15 +1,20 @@
-"""Inside a run, the core's log records carry that run's id."""
+"""Inside a run, the core's log records carry that run's id: every asset, check and op binds it
+the same way (the ``run_logging`` resource), and it is unbound when the step ends."""
 
 from __future__ import annotations
 
+import json
 import logging
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from typing import Any
 
 import pytest
-from dagster import DagsterInstance, materialize
+from dagster import DagsterInstance, Definitions, materialize
 
 from cryptota_core.logs import bind_run_id, configure_logging, current_run_id
 from cryptota_core.settings import Settings
+from cryptota_pipelines.defs.backtests.assets import strategy_leaderboard
+from cryptota_pipelines.defs.ingestion.assets import candles_1m
 from cryptota_pipelines.partitions import partition_key
 from cryptota_pipelines.resources import resources_from_settings
 
@@ -21,23 +26,89 @@ def _restore_logging() -> Iterator[None]:
     configure_logging()
 
 
-def test_core_records_of_a_run_carry_its_run_id(
-    settings: Settings,
+@pytest.fixture
+def json_settings(settings: Settings) -> Settings:
+    """JSON lines at DEBUG, so every record the core emits is on stderr to be checked."""
+    return settings.model_copy(update={"log_format": "json", "log_level": "DEBUG"})
+
+
+def _core_records(
+    capfd: pytest.CaptureFixture[str], run: Callable[[], str]
+) -> tuple[str, list[dict[str, Any]]]:
+    """Run ``run`` (it returns the run id) and parse the core's JSON lines it printed."""
+    capfd.readouterr()
+    run_id = run()
+    lines = [line for line in capfd.readouterr().err.splitlines() if line.startswith("{")]
+    records = [json.loads(line) for line in lines]
+    return run_id, [r for r in records if str(r.get("logger", "")).startswith("cryptota_core")]
+
+
+def test_every_asset_check_and_op_binds_the_run_id_the_same_way(defs: Definitions) -> None:
+    repo = defs.get_repository_def()
+    steps = {
+        node.name: node.definition.required_resource_keys
+        for job in repo.get_all_jobs()
+        for node in job.graph.node_dict.values()
+    }
+    assert {"candles_1m", "strategy_leaderboard", "purge_old_backtest_runs"} <= set(steps)
+    assert {name for name, keys in steps.items() if "run_logging" not in keys} == set()
+
+
+def test_core_records_of_an_ingestion_run_carry_its_run_id(
+    json_settings: Settings,
     instance_with_symbols: DagsterInstance,
-    monkeypatch: pytest.MonkeyPatch,
     capfd: pytest.CaptureFixture[str],
 ) -> None:
-    from cryptota_pipelines.defs.ingestion.assets import candles_1m
+    def run() -> str:
+        result = materialize(
+            [candles_1m],
+            instance=instance_with_symbols,
+            resources=resources_from_settings(json_settings),
+            partition_key=partition_key("2024-01-05", "BTCUSDT"),
+        )
+        assert result.success
+        return result.run_id
 
-    monkeypatch.setenv("CRYPTOTA_LOG_FORMAT", "json")
-    result = materialize(
-        [candles_1m],
-        instance=instance_with_symbols,
-        resources=resources_from_settings(settings),
-        partition_key=partition_key("2024-01-05", "BTCUSDT"),
-    )
-    assert result.success
-    assert current_run_id() == result.run_id
+    run_id, records = _core_records(capfd, run)
+    assert records and {r["run_id"] for r in records} == {run_id}
+
+    # The step is over: what the process logs now belongs to no run.
+    assert current_run_id() is None
     logging.getLogger("cryptota_core.test").warning("after the run")
-    lines = [line for line in capfd.readouterr().err.splitlines() if line.startswith("{")]
-    assert any(f'"run_id": "{result.run_id}"' in line for line in lines), lines[-5:]
+    after = json.loads(capfd.readouterr().err.strip().splitlines()[-1])
+    assert after["message"] == "after the run" and after["run_id"] is None
+
+
+def test_leaderboard_and_results_retention_records_carry_the_run_id(
+    json_settings: Settings,
+    instance: DagsterInstance,
+    capfd: pytest.CaptureFixture[str],
+) -> None:
+    """The two steps that touch only the results store (they never bound the id before)."""
+    from cryptota_pipelines.definitions import build_defs
+
+    def leaderboard() -> str:
+        result = materialize(
+            [strategy_leaderboard],
+            instance=instance,
+            resources=resources_from_settings(json_settings),
+        )
+        assert result.success
+        return result.run_id
+
+    def retention() -> str:
+        result = (
+            build_defs(json_settings)
+            .get_job_def("results_retention_job")
+            .execute_in_process(
+                run_config={"ops": {"purge_old_backtest_runs": {"config": {"keep_days": 30}}}},
+                instance=instance,
+            )
+        )
+        assert result.success
+        return result.run_id
+
+    for run in (leaderboard, retention):
+        run_id, records = _core_records(capfd, run)
+        assert records, f"{run.__name__}: the core logged nothing"
+        assert {r["run_id"] for r in records} == {run_id}, run.__name__

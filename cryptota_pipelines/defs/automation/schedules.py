@@ -20,7 +20,11 @@ from dagster import (
 )
 from pydantic import Field
 
-from cryptota_pipelines.resources import CandleStoreResource, ResultsStoreResource
+from cryptota_pipelines.resources import (
+    CandleStoreResource,
+    ResultsStoreResource,
+    RunLoggingResource,
+)
 
 
 class RetentionConfig(Config):
@@ -36,7 +40,10 @@ def retention_cutoff(keep_days: int) -> pd.Timestamp:
 
 @op(description="Delete every series' candles opening before the cut-off day.")
 def purge_old_candles(
-    context: OpExecutionContext, config: RetentionConfig, candle_store: CandleStoreResource
+    context: OpExecutionContext,
+    config: RetentionConfig,
+    run_logging: RunLoggingResource,
+    candle_store: CandleStoreResource,
 ) -> None:
     """``CandleStore.purge_before`` the cut-off day. Returns nothing, so no IO manager writes
     (pickles) an output."""
@@ -69,7 +76,10 @@ def candle_retention_schedule(
 
 @op(description="Delete the backtest runs created before the cut-off day, trades and equity too.")
 def purge_old_backtest_runs(
-    context: OpExecutionContext, config: RetentionConfig, results_store: ResultsStoreResource
+    context: OpExecutionContext,
+    config: RetentionConfig,
+    run_logging: RunLoggingResource,
+    results_store: ResultsStoreResource,
 ) -> None:
     """``ResultsStore.purge_before`` the cut-off day (parameter sets are kept)."""
     cutoff = retention_cutoff(config.keep_days)

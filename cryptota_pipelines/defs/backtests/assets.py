@@ -62,6 +62,7 @@ from cryptota_pipelines.resources import (
     BacktestConfigResource,
     CandleStoreResource,
     ResultsStoreResource,
+    RunLoggingResource,
 )
 
 CANDLES_OF_THE_SYMBOL = MultiPartitionMapping(
@@ -112,6 +113,7 @@ _LEADERBOARD_SHOWN = [
 )
 def backtest_runs(
     context: AssetExecutionContext,
+    run_logging: RunLoggingResource,
     candle_store: CandleStoreResource,
     results_store: ResultsStoreResource,
     backtest_cache: BacktestCacheResource,
@@ -223,7 +225,9 @@ def headline_table(keys: Mapping[str, BacktestKey], runs: Mapping[str, StoredRun
     description=f"The best {LEADERBOARD_TOP} stored backtest runs per symbol and strategy by "
     "Sharpe ratio (undefined ranks last).",
 )
-def strategy_leaderboard(results_store: ResultsStoreResource) -> MaterializeResult:
+def strategy_leaderboard(
+    run_logging: RunLoggingResource, results_store: ResultsStoreResource
+) -> MaterializeResult:
     """Rank the stored runs with the results store's leaderboard and show it."""
     board = results_store.store().leaderboard(metric=LEADERBOARD_METRIC, top=LEADERBOARD_TOP)
     return MaterializeResult(

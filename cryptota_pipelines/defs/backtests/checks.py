@@ -30,7 +30,7 @@ from cryptota_core.backtest.result import (
 from cryptota_core.errors import NoDataError
 from cryptota_core.storage.results_store import ResultsStore
 from cryptota_pipelines.defs.backtests.assets import backtest_runs
-from cryptota_pipelines.resources import ResultsStoreResource
+from cryptota_pipelines.resources import ResultsStoreResource, RunLoggingResource
 
 SHOWN_PROBLEMS = 50
 """At most this many failing partitions are listed in a check's metadata."""
@@ -115,7 +115,9 @@ def _judge(
     can_subset=True,
 )
 def backtest_runs_checks(
-    context: AssetCheckExecutionContext, results_store: ResultsStoreResource
+    context: AssetCheckExecutionContext,
+    run_logging: RunLoggingResource,
+    results_store: ResultsStoreResource,
 ) -> Iterator[AssetCheckResult]:
     """Read each covered partition's stored run back once, then judge every selected check. A
     run without partitions (the checks with ``strategy_leaderboard`` alone) covers every

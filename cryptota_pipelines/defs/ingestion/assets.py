@@ -33,7 +33,11 @@ from cryptota_pipelines.partitions import (
     SeriesWindow,
     series_windows,
 )
-from cryptota_pipelines.resources import CandleStoreResource, MarketSourceResource
+from cryptota_pipelines.resources import (
+    CandleStoreResource,
+    MarketSourceResource,
+    RunLoggingResource,
+)
 
 EXCHANGE_POOL = "binance"
 """Concurrency pool of every step that calls the exchange or its archive (see dagster.yaml)."""
@@ -70,6 +74,7 @@ def fail_fast_on_bad_input(
 )
 def candles_1m(
     context: AssetExecutionContext,
+    run_logging: RunLoggingResource,
     candle_store: CandleStoreResource,
     market: MarketSourceResource,
 ) -> MaterializeResult:

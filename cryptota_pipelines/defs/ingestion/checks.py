@@ -21,7 +21,11 @@ from cryptota_core.market.frame import CandleReport, SeriesKey
 from cryptota_core.storage.candle_store import BASE_INTERVAL
 from cryptota_pipelines.defs.ingestion.assets import candles_1m
 from cryptota_pipelines.partitions import SeriesWindow, day_window
-from cryptota_pipelines.resources import CandleStoreResource, MarketSourceResource
+from cryptota_pipelines.resources import (
+    CandleStoreResource,
+    MarketSourceResource,
+    RunLoggingResource,
+)
 
 DayReports = Sequence[tuple[SeriesWindow, CandleReport]]
 
@@ -86,6 +90,7 @@ CHECK_DESCRIPTIONS: dict[str, str] = {
 )
 def candles_1m_checks(
     context: AssetCheckExecutionContext,
+    run_logging: RunLoggingResource,
     candle_store: CandleStoreResource,
     market: MarketSourceResource,
 ) -> Iterator[AssetCheckResult]:

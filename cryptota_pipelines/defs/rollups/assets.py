@@ -14,7 +14,11 @@ from cryptota_pipelines.partitions import (
     CANDLE_PARTITIONS,
     series_windows,
 )
-from cryptota_pipelines.resources import CandleStoreResource, MarketSourceResource
+from cryptota_pipelines.resources import (
+    CandleStoreResource,
+    MarketSourceResource,
+    RunLoggingResource,
+)
 
 
 @asset(
@@ -28,6 +32,7 @@ from cryptota_pipelines.resources import CandleStoreResource, MarketSourceResour
 )
 def candle_rollups(
     context: AssetExecutionContext,
+    run_logging: RunLoggingResource,
     candle_store: CandleStoreResource,
     market: MarketSourceResource,
 ) -> MaterializeResult:
