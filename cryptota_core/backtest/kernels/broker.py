@@ -112,7 +112,7 @@ def long_sell_nb(
     return cash, comm
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, inline="always")
 def long_value_nb(cash: float, size: float, entry: float, close: float) -> float:
     """Broker value at a close with a long ``size`` (>= 0) bought at ``entry``."""
     if size > 0.0:

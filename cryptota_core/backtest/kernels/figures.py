@@ -35,7 +35,7 @@ A_MDD = 5  # lowest (w - peak) / peak of the finished stretches; 0 at first
 A_DOWN = 6  # sum of min(r, 0)^2
 A_RMIN = 7  # smallest return (inf before any)
 A_RMAX = 8  # largest return (-inf before any)
-A_EMIN = 9  # smallest equity (a ruined account falls back to the full metrics)
+A_EMIN = 9  # smallest equity, grid only (a ruined account falls back to the full metrics)
 A_EXPOSURE = 10  # bars closing with a position
 A_TRADES = 11  # closed trades
 A_WINS = 12  # closed trades with pnl > 0
@@ -63,7 +63,7 @@ def init_accumulators_nb(acc: np.ndarray) -> None:
     acc[A_PNL_MAX] = -np.inf
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, inline="always")
 def drawdown_step_nb(
     wealth: float, r: float, peak: float, trough: float, mdd: float
 ) -> tuple[float, float, float, float]:

@@ -32,7 +32,6 @@ from cryptota_core.backtest.kernels.broker import (
 )
 from cryptota_core.backtest.kernels.figures import (
     A_DOWN,
-    A_EMIN,
     A_EXPOSURE,
     A_FIELDS,
     A_FINAL,
@@ -77,6 +76,12 @@ S_FIELDS = 12
 
 
 @numba.njit(cache=True)
+def j_full(t: int, edges: np.ndarray, b: int) -> bool:
+    """Whether bar ``t``'s return (index ``t − 1``) lies past block ``b``."""
+    return t - 1 >= edges[b + 1]
+
+
+@numba.njit(cache=True)
 def init_long_state_nb(st: np.ndarray, cash: float) -> None:
     """State of a long-only set before bar 0: flat with ``cash``."""
     st[:] = 0.0
@@ -113,7 +118,11 @@ def long_set_nb(
     Enters (when flat, from bar ``warmup`` on) where ``entry_score < entry_level`` and, with
     ``use_trend``, ``close > trend``; exits where ``exit_score > exit_level``. Orders fill at the
     next open exactly as :func:`~cryptota_core.backtest.kernels.broker.simulate_long_nb` fills
-    them."""
+    them.
+
+    The smallest equity (``A_EMIN``) is not tracked: a long-only account never reaches zero (a
+    buy is rejected unless cash covers it, a sale adds its proceeds less a commission below
+    100 %), so it stays at its start value, +inf."""
     cash = st[S_CASH]
     size = st[S_SIZE]
     entry = st[S_ENTRY]
@@ -132,7 +141,6 @@ def long_set_nb(
     mdd = acc[A_MDD]
     rmin = acc[A_RMIN]
     rmax = acc[A_RMAX]
-    emin = acc[A_EMIN]
     exposure = acc[A_EXPOSURE]
     down = acc[A_DOWN]
     t = t0
@@ -151,7 +159,6 @@ def long_set_nb(
             if last >= 1 and last >= t:  # at least one zero return was skipped
                 rmin = min(rmin, 0.0)
                 rmax = max(rmax, 0.0)
-            emin = min(emin, value)
             prev = value
             if tt < t1:
                 q = stake * value / close[tt]
@@ -160,7 +167,40 @@ def long_set_nb(
                     qty = q
             t = last + 1
             continue
-        # A bar with an order to fill at its open, or a bar in a position.
+        if pending == 0.0:
+            # In a position: value every close until the exit signal. The stretch stops at a
+            # block edge or after CHUNK returns, where the local sums join the block's.
+            if j_full(t, edges, b) or k == CHUNK:
+                block_sum[b] += s
+                block_sumsq[b] += ss
+                down += d
+                s = 0.0
+                ss = 0.0
+                d = 0.0
+                k = 0
+                while t - 1 >= edges[b + 1]:
+                    b += 1
+            stop = min(t1, edges[b + 1] + 1, t + (CHUNK - k))
+            start = t
+            while t < stop:
+                value = long_value_nb(cash, size, entry, close[t])
+                r = value / prev - 1.0
+                s += r
+                ss += r * r
+                neg = min(r, 0.0)
+                d += neg * neg
+                rmin = min(rmin, r)
+                rmax = max(rmax, r)
+                wealth, peak, trough, mdd = drawdown_step_nb(wealth, r, peak, trough, mdd)
+                prev = value
+                t += 1
+                if exit_score[t - 1] > exit_level:  # t - 1 >= warmup: entered after warm-up
+                    pending = -1.0
+                    break
+            k += t - start
+            exposure += t - start
+            continue
+        # A bar with an order to fill at its open.
         if pending > 0.0:
             p = market_fill_price_nb(1, open_[t], high[t], low[t], slippage)
             new_cash, comm = long_buy_nb(cash, qty, p, commission)
@@ -169,7 +209,7 @@ def long_set_nb(
                 size = qty
                 entry = p
                 entry_comm = 0.0 + comm
-        elif pending < 0.0:
+        else:
             p = market_fill_price_nb(-1, open_[t], high[t], low[t], slippage)
             cash, comm = long_sell_nb(cash, size, entry, p, commission)
             add_trade_nb(acc, long_trade_pnl_nb(size, entry, entry_comm, p, comm + 0.0))
@@ -178,8 +218,7 @@ def long_set_nb(
         pending = 0.0
         value = long_value_nb(cash, size, entry, close[t])
         r = value / prev - 1.0
-        j = t - 1
-        if j >= edges[b + 1] or k == CHUNK:
+        if j_full(t, edges, b) or k == CHUNK:
             block_sum[b] += s
             block_sumsq[b] += ss
             down += d
@@ -187,20 +226,16 @@ def long_set_nb(
             ss = 0.0
             d = 0.0
             k = 0
-            while j >= edges[b + 1]:
+            while t - 1 >= edges[b + 1]:
                 b += 1
         s += r
         ss += r * r
-        if r < 0.0:
-            d += r * r
+        neg = min(r, 0.0)
+        d += neg * neg
         k += 1
-        if r < rmin:
-            rmin = r
-        if r > rmax:
-            rmax = r
+        rmin = min(rmin, r)
+        rmax = max(rmax, r)
         wealth, peak, trough, mdd = drawdown_step_nb(wealth, r, peak, trough, mdd)
-        if value < emin:
-            emin = value
         prev = value
         if size != 0.0:
             exposure += 1.0
@@ -232,7 +267,6 @@ def long_set_nb(
     acc[A_MDD] = mdd
     acc[A_RMIN] = rmin
     acc[A_RMAX] = rmax
-    acc[A_EMIN] = emin
     acc[A_EXPOSURE] = exposure
     acc[A_DOWN] = down
 
