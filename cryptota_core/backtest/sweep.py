@@ -39,7 +39,7 @@ import pandas as pd
 from cryptota_core.backtest.engine import _check_settings, _prepare_candles, _resolve_strategy
 from cryptota_core.backtest.fast import SUPPORTED, run_fast_backtest, supports
 from cryptota_core.backtest.kernels import figures as fig
-from cryptota_core.backtest.kernels.indicators import rsi_nb, sma_nb
+from cryptota_core.backtest.kernels.indicators import rsi_table_nb, sma_table_nb
 from cryptota_core.backtest.kernels.sweep import (
     divergence_sweep_nb,
     grid_sweep_nb,
@@ -313,11 +313,8 @@ def _rows(values: list[int]) -> tuple[list[int], npt.NDArray[np.int64]]:
 
 
 def _table(close: np.ndarray, periods: list[int], kernel: Any) -> np.ndarray:
-    """One indicator row per period: RSI or SMA computed once each."""
-    table = np.empty((len(periods), close.shape[0]))
-    for r, p in enumerate(periods):
-        table[r] = kernel(close, p)
-    return table
+    """One indicator row per period: RSI or SMA computed once each, rows in parallel."""
+    return kernel(close, np.array(periods, dtype=np.int64))
 
 
 def _lanes(count: int) -> np.ndarray:
@@ -355,10 +352,10 @@ def _sweep_levels(
     rows_per_batch = max(2, TABLE_BYTES // (8 * close.shape[0]))
     for batch in _batches(keys, rows_per_batch):
         rsi_periods, rsi_row = _rows([keys[i][0] for i in batch])
-        rsi_table = _table(close, rsi_periods, rsi_nb)
+        rsi_table = _table(close, rsi_periods, rsi_table_nb)
         if use_trend:
             ma_periods, trend_row = _rows([keys[i][1] for i in batch])
-            trend_table = _table(close, ma_periods, sma_nb)
+            trend_table = _table(close, ma_periods, sma_table_nb)
         else:
             trend_row = np.zeros(len(batch), dtype=np.int64)
             trend_table = close[None, :]
@@ -403,7 +400,7 @@ def _sweep_divergence(
             prices["high"],
             prices["low"],
             close,
-            _table(close, periods, rsi_nb),
+            _table(close, periods, rsi_table_nb),
             rsi_row,
             np.array([int(sets[i].pivot_window) for i in batch], dtype=np.int64),
             np.array([int(sets[i].max_gap) for i in batch], dtype=np.int64),

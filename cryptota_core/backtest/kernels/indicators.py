@@ -65,3 +65,21 @@ def rsi_nb(close: np.ndarray, period: int) -> np.ndarray:
         rs = ma_up / ma_down if ma_down != 0.0 else no_loss
         out[i] = 100.0 - 100.0 / (1.0 + rs)
     return out
+
+
+@numba.njit(cache=True, parallel=True)
+def rsi_table_nb(close: np.ndarray, periods: np.ndarray) -> np.ndarray:
+    """One :func:`rsi_nb` row per period, the rows computed in parallel (a sweep's RSI table)."""
+    table = np.empty((periods.shape[0], close.shape[0]))
+    for r in numba.prange(periods.shape[0]):
+        table[r] = rsi_nb(close, periods[r])
+    return table
+
+
+@numba.njit(cache=True, parallel=True)
+def sma_table_nb(close: np.ndarray, periods: np.ndarray) -> np.ndarray:
+    """One :func:`sma_nb` row per period, the rows computed in parallel (a sweep's SMA table)."""
+    table = np.empty((periods.shape[0], close.shape[0]))
+    for r in numba.prange(periods.shape[0]):
+        table[r] = sma_nb(close, periods[r])
+    return table
