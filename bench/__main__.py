@@ -8,7 +8,7 @@ import sys
 from rich.console import Console
 from rich.table import Table
 
-from bench import bench_backfill, bench_backtest, bench_ingest, bench_store
+from bench import bench_backfill, bench_backtest, bench_ingest, bench_store, bench_sweep
 from bench.common import Row
 
 SUITES = {
@@ -16,6 +16,7 @@ SUITES = {
     "ingest": bench_ingest.run,
     "backtest": bench_backtest.run,
     "backfill": bench_backfill.run,
+    "sweep": bench_sweep.run,
 }
 
 
@@ -28,7 +29,10 @@ def main(argv: list[str]) -> int:
         title=f"CryptoTA benchmarks ({platform.processor() or platform.machine()}, "
         f"Python {platform.python_version()})"
     )
-    for column in ("group", "case", "implementation", "items", "seconds", "rate"):
+    columns = ["group", "case", "implementation", "items", "seconds", "rate"]
+    if any(row.note for row in rows):
+        columns.append("note")
+    for column in columns:
         table.add_column(
             column, justify="right" if column in ("items", "seconds", "rate") else "left"
         )
@@ -40,8 +44,9 @@ def main(argv: list[str]) -> int:
             f"{row.items:,}",
             f"{row.seconds:.3f}",
             f"{row.rate:,.0f} {row.unit}/s",
+            *([row.note] if "note" in columns else []),
         )
-    Console(width=140).print(table)
+    Console(width=220 if "note" in columns else 140).print(table)
     return 0
 
 
