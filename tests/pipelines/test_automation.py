@@ -1,34 +1,43 @@
-"""Schedules and sensors evaluated as the daemon evaluates them, on a persistent temporary instance,
-and the retention job run against real PostgreSQL."""
+"""Automation conditions, schedules and sensors evaluated as the daemon evaluates them, on a
+persistent temporary instance, and the retention job run against real PostgreSQL."""
 
 from __future__ import annotations
 
 from datetime import UTC, date, datetime, timedelta
+from typing import Any
 
+import numpy as np
 import pandas as pd
 import pytest
 from dagster import (
     AddDynamicPartitionsRequest,
+    AssetKey,
+    AssetSelection,
+    AutomationConditionSensorDefinition,
     DagsterInstance,
+    DefaultSensorStatus,
     Definitions,
     DeleteDynamicPartitionsRequest,
+    EvaluateAutomationConditionsResult,
     SensorResult,
     SkipReason,
     build_schedule_context,
     build_sensor_context,
+    evaluate_automation_conditions,
     materialize,
 )
-from dagster._core.definitions.schedule_definition import ScheduleExecutionData
 
 from cryptota_core.ingest import ingest_series
-from cryptota_core.market.frame import SeriesKey
+from cryptota_core.market.frame import CANDLE_COLUMNS, SeriesKey, candle_frame_from_arrays
 from cryptota_core.market.sources.synthetic import SyntheticSource
 from cryptota_core.settings import Settings
 from cryptota_core.storage.candle_store import CandleStore
 from cryptota_pipelines.defs.automation.schedules import candle_retention_schedule
 from cryptota_pipelines.defs.ingestion.assets import candles_1m
-from cryptota_pipelines.defs.ingestion.schedules import nightly_candle_ingestion_schedule
+from cryptota_pipelines.defs.ingestion.checks import candles_1m_checks
 from cryptota_pipelines.defs.ingestion.sensors import symbol_universe_sensor
+from cryptota_pipelines.defs.rollups.assets import candle_rollups
+from cryptota_pipelines.keys import CANDLE_ROLLUPS, CANDLES_1M, STRATEGY_LEADERBOARD
 from cryptota_pipelines.partitions import partition_key, range_tags
 from cryptota_pipelines.resources import (
     CandleStoreResource,
@@ -95,8 +104,49 @@ def test_symbol_universe_sensor_acts_once_per_change(instance: DagsterInstance) 
     )
 
 
+def _tick(
+    defs: Definitions,
+    instance: DagsterInstance,
+    asset: AssetKey,
+    when: datetime | None = None,
+    cursor: Any = None,
+) -> EvaluateAutomationConditionsResult:
+    """One evaluation of ``asset``'s automation condition, as default_automation_condition_sensor
+    evaluates it: against the instance, at ``when``, continuing from ``cursor``."""
+    return evaluate_automation_conditions(
+        defs=defs,
+        instance=instance,
+        asset_selection=AssetSelection.assets(asset),
+        evaluation_time=when,
+        cursor=cursor,
+    )
+
+
+def _march_20(hour: int, minute: int) -> datetime:
+    return datetime(2024, 3, 20, hour, minute, tzinfo=UTC)
+
+
+def test_the_automation_condition_sensor_is_what_evaluates_the_conditions(
+    defs: Definitions,
+) -> None:
+    """No sensor of ours re-implements them: Dagster's default automation condition sensor
+    evaluates every asset that has a condition, and it starts stopped like every sensor."""
+    repo = defs.get_repository_def()
+    conditioned = {
+        key
+        for key in repo.asset_graph.get_all_asset_keys()
+        if repo.asset_graph.get(key).automation_condition is not None
+    }
+    assert conditioned == {CANDLES_1M, CANDLE_ROLLUPS, STRATEGY_LEADERBOARD}
+    automation = [s for s in repo.sensor_defs if isinstance(s, AutomationConditionSensorDefinition)]
+    assert [s.name for s in automation] == ["default_automation_condition_sensor"]
+    assert automation[0].asset_selection.resolve(repo.asset_graph) >= conditioned
+    assert automation[0].default_status == DefaultSensorStatus.STOPPED
+    assert not [s for s in repo.schedule_defs if "ingestion" in s.name]
+
+
 @pytest.mark.postgres
-def test_nightly_schedule_ingests_yesterday_and_repairs_missing_or_failed_days(
+def test_nightly_condition_ingests_yesterday_and_repairs_missing_or_failed_days(
     settings: Settings, defs: Definitions, instance_with_symbols: DagsterInstance
 ) -> None:
     instance = instance_with_symbols
@@ -116,40 +166,83 @@ def test_nightly_schedule_ingests_yesterday_and_repairs_missing_or_failed_days(
     assert not failed.success
     instance.add_dynamic_partitions("symbols", ["SOLUSDT"])
 
-    context = build_schedule_context(
-        instance=instance,
-        scheduled_execution_time=datetime(2024, 3, 20, 0, 15, tzinfo=UTC),
-        repository_def=defs.get_repository_def(),
+    # Before the 00:15 UTC tick nothing is due; at it, yesterday and the repairs; then nothing.
+    before = _tick(defs, instance, CANDLES_1M, datetime(2024, 3, 20, 0, 10, tzinfo=UTC))
+    assert before.total_requested == 0
+    nightly = _tick(
+        defs, instance, CANDLES_1M, datetime(2024, 3, 20, 0, 16, tzinfo=UTC), before.cursor
     )
-    tick = nightly_candle_ingestion_schedule.evaluate_tick(context)
+    after = _tick(
+        defs, instance, CANDLES_1M, datetime(2024, 3, 20, 0, 46, tzinfo=UTC), nightly.cursor
+    )
+    assert after.total_requested == 0
 
-    requested = [(r.partition_key, r.tags["cryptota/trigger"]) for r in tick.run_requests or []]
     repairs = [partition_key(date(2024, 3, 15), "BTCUSDT")] + [
         partition_key(date(2024, 3, d), "SOLUSDT") for d in range(12, 19)
     ]
-    nightly = [partition_key(date(2024, 3, 19), s) for s in [*SYMBOLS, "SOLUSDT"]]
-    assert sorted(requested) == sorted(
-        [(k, "repair") for k in repairs] + [(k, "nightly") for k in nightly]
-    )
+    yesterday = [partition_key(date(2024, 3, 19), s) for s in [*SYMBOLS, "SOLUSDT"]]
+    assert nightly.get_requested_partitions(CANDLES_1M) == set(repairs + yesterday)
 
 
-def test_nightly_schedule_waits_for_the_symbol_universe(
+def test_nightly_condition_waits_for_the_symbol_universe(
     defs: Definitions, instance: DagsterInstance
 ) -> None:
-    context = build_schedule_context(
-        instance=instance,
-        scheduled_execution_time=datetime(2024, 3, 20, 0, 15, tzinfo=UTC),
-        repository_def=defs.get_repository_def(),
+    before = _tick(defs, instance, CANDLES_1M, datetime(2024, 3, 20, 0, 10, tzinfo=UTC))
+    nightly = _tick(
+        defs, instance, CANDLES_1M, datetime(2024, 3, 20, 0, 16, tzinfo=UTC), before.cursor
     )
-    tick = nightly_candle_ingestion_schedule.evaluate_tick(context)
-    assert not tick.run_requests
-    assert tick.skip_message is not None and "symbol_universe_sensor" in tick.skip_message
+    assert nightly.total_requested == 0
+
+
+@pytest.mark.postgres
+def test_rollups_follow_any_day_of_candles_that_passed_its_blocking_checks(
+    settings: Settings,
+    defs: Definitions,
+    instance_with_symbols: DagsterInstance,
+    store: CandleStore,
+) -> None:
+    instance = instance_with_symbols
+    resources = resources_from_settings(settings)
+
+    def ingest(day: str, *assets: Any) -> bool:
+        key = partition_key(day, "BTCUSDT")
+        run = materialize(list(assets), instance=instance, resources=resources, partition_key=key,
+                          raise_on_error=False)  # fmt: skip
+        return run.success
+
+    start = _tick(defs, instance, CANDLE_ROLLUPS)
+    assert start.total_requested == 0
+
+    # An old day (far outside eager's latest window) ingested with its checks: its rollups follow.
+    assert ingest("2024-01-05", candles_1m, candles_1m_checks)
+    follow = _tick(defs, instance, CANDLE_ROLLUPS, cursor=start.cursor)
+    assert follow.get_requested_partitions(CANDLE_ROLLUPS) == {"2024-01-05|BTCUSDT"}
+
+    # A run that built the rollups with the candles (candle_ingestion_job) leaves nothing to do.
+    assert ingest("2024-01-06", candles_1m, candles_1m_checks, candle_rollups)
+    done = _tick(defs, instance, CANDLE_ROLLUPS, cursor=follow.cursor)
+    assert done.total_requested == 0
+
+    # A day whose candles fail a blocking check does not get rollups built on them.
+    bad = pd.Timestamp("2024-01-07", tz="UTC") + pd.Timedelta(hours=12, seconds=30)
+    store.upsert(SeriesKey(exchange="synthetic", symbol="BTCUSDT", interval="1m"), _broken(bad))
+    assert not ingest("2024-01-07", candles_1m, candles_1m_checks)
+    blocked = _tick(defs, instance, CANDLE_ROLLUPS, cursor=done.cursor)
+    assert blocked.total_requested == 0
+
+
+def _broken(open_time: pd.Timestamp) -> pd.DataFrame:
+    """One candle off the minute grid with high below low and negative volume."""
+    values = dict.fromkeys(CANDLE_COLUMNS, np.array([100.0]))
+    values.update(high=np.array([90.0]), low=np.array([110.0]), volume=np.array([-5.0]))
+    values["trades"] = np.array([1])
+    return candle_frame_from_arrays(np.array([open_time.value // 1_000_000]), values)
 
 
 def test_retention_schedule_runs_only_when_an_age_is_configured(
     instance: DagsterInstance, sqlite_url: str
 ) -> None:
-    def tick(retention_days: int | None) -> ScheduleExecutionData:
+    def tick(retention_days: int | None) -> Any:
         store = CandleStoreResource(database_url=sqlite_url, retention_days=retention_days)
         with build_schedule_context(
             instance=instance, resources={"candle_store": store}

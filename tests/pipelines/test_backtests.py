@@ -17,11 +17,13 @@ from dagster import (
     AssetSelection,
     DagsterInstance,
     Definitions,
+    EvaluateAutomationConditionsResult,
     ExecuteInProcessResult,
     SensorResult,
     SkipReason,
     build_schedule_context,
     build_sensor_context,
+    evaluate_automation_conditions,
     materialize,
 )
 from sqlalchemy import text
@@ -41,6 +43,7 @@ from cryptota_pipelines.defs.backtests.schedules import (
 )
 from cryptota_pipelines.defs.backtests.sensors import param_set_sensor, reoptimization_sensor
 from cryptota_pipelines.defs.ingestion.assets import candles_1m
+from cryptota_pipelines.keys import STRATEGY_LEADERBOARD
 from cryptota_pipelines.partitions import (
     backtest_partition_key,
     backtest_range_tags,
@@ -244,6 +247,53 @@ def test_checks_fail_on_tampered_stored_results_and_block_the_leaderboard(
     # Only the first, successful run materialised the leaderboard.
     latest = instance.get_latest_materialization_event(AssetKey("strategy_leaderboard"))
     assert latest is not None and latest.run_id == done.run_id
+
+
+def test_leaderboard_reranks_after_backtests_once_their_checks_pass(
+    settings: Settings,
+    defs: Definitions,
+    instance_with_symbols: DagsterInstance,
+    store: CandleStore,
+    results: ResultsStore,
+) -> None:
+    """strategy_leaderboard's condition evaluated for real: after any backtest partition changes,
+    even while other partitions (ETHUSDT here) have no result yet; not while the stored results
+    fail their blocking checks."""
+    instance = instance_with_symbols
+    _ingest_window(store, settings, ["BTCUSDT"])
+    _evaluate_param_sets(instance, resources_from_settings(settings), cursor=None)
+    resources = resources_from_settings(settings)
+    btc = backtest_range_tags(["BTCUSDT"], SLUGS)
+
+    def tick(cursor: Any) -> EvaluateAutomationConditionsResult:
+        board = AssetSelection.assets(strategy_leaderboard)
+        return evaluate_automation_conditions(
+            defs=defs, instance=instance, asset_selection=board, cursor=cursor
+        )
+
+    start = tick(None)
+    assert start.total_requested == 0
+    backtests = [backtest_runs, backtest_runs_checks]
+    assert materialize(backtests, instance=instance, resources=resources, tags=btc).success
+    rerank = tick(start.cursor)
+    assert rerank.get_requested_partitions(STRATEGY_LEADERBOARD) == {None}
+    assert materialize([strategy_leaderboard], instance=instance, resources=resources).success
+    ranked = tick(rerank.cursor)
+    assert ranked.total_requested == 0
+
+    # New results whose stored copy then fails the checks: no ranking until they pass again.
+    assert materialize([backtest_runs], instance=instance, resources=resources, tags=btc).success
+    with results.engine.begin() as conn:
+        conn.execute(text("UPDATE equity_curves SET equity = equity + 50"))
+    recheck = AssetSelection.checks_for_assets(backtest_runs)
+    failed = materialize(
+        backtests, instance=instance, resources=resources, selection=recheck, raise_on_error=False
+    )
+    assert not failed.success
+    blocked = tick(ranked.cursor)
+    assert blocked.total_requested == 0
+    assert materialize(backtests, instance=instance, resources=resources, tags=btc).success
+    assert tick(blocked.cursor).get_requested_partitions(STRATEGY_LEADERBOARD) == {None}
 
 
 def test_missing_candles_fail_at_once_without_retries(

@@ -85,11 +85,15 @@ def test_definitions_import_without_environment_does_no_io(tmp_path: Path) -> No
         "schedules": [
             "candle_retention_schedule",
             "nightly_backtest_schedule",
-            "nightly_candle_ingestion_schedule",
             "results_retention_schedule",
             "weekly_walk_forward_schedule",
         ],
-        "sensors": ["param_set_sensor", "reoptimization_sensor", "symbol_universe_sensor"],
+        "sensors": [
+            "default_automation_condition_sensor",
+            "param_set_sensor",
+            "reoptimization_sensor",
+            "symbol_universe_sensor",
+        ],
     }
     # The embedded default store is a SQLite file under ~/.cryptota: not even its directory exists.
     assert not (tmp_path / ".cryptota").exists()

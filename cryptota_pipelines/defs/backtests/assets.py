@@ -24,6 +24,7 @@ import pandas as pd
 from dagster import (
     AssetDep,
     AssetExecutionContext,
+    AutomationCondition,
     BackfillPolicy,
     Backoff,
     DimensionPartitionMapping,
@@ -48,9 +49,9 @@ from cryptota_core.numbers import finite_or_none
 from cryptota_core.storage.results_store import best_per_symbol
 from cryptota_pipelines.defs.ingestion.assets import (
     NOT_RETRYABLE,
-    candles_1m,
     fail_fast_on_bad_input,
 )
+from cryptota_pipelines.keys import CANDLES_1M
 from cryptota_pipelines.partitions import (
     BACKTEST_PARTITIONS,
     SYMBOL_DIMENSION,
@@ -98,7 +99,7 @@ _LEADERBOARD_SHOWN = [
 
 
 @asset(
-    deps=[AssetDep(candles_1m, partition_mapping=CANDLES_OF_THE_SYMBOL)],
+    deps=[AssetDep(CANDLES_1M, partition_mapping=CANDLES_OF_THE_SYMBOL)],
     partitions_def=BACKTEST_PARTITIONS,
     backfill_policy=BackfillPolicy.single_run(),
     retry_policy=RetryPolicy(
@@ -217,9 +218,20 @@ def headline_table(keys: Mapping[str, BacktestKey], runs: Mapping[str, StoredRun
     return table
 
 
+AFTER_BACKTESTS = (
+    AutomationCondition.eager().without(~AutomationCondition.any_deps_missing())
+    & AutomationCondition.all_deps_blocking_checks_passed()
+).with_label("after backtest_runs changes and its blocking checks pass")
+"""Re-rank whenever any backtest partition was (re)materialised — a re-optimisation of one
+symbol, a backfill, a run by hand — once none is in progress and the stored results passed their
+blocking checks. Unlike ``eager()`` it does not wait for every partition to exist: a new symbol
+or parameter set without results yet is simply not ranked until it has some."""
+
+
 @asset(
     deps=[backtest_runs],
     group_name="backtests",
+    automation_condition=AFTER_BACKTESTS,
     kinds={"python", "postgres"},
     code_version="1",
     description=f"The best {LEADERBOARD_TOP} stored backtest runs per symbol and strategy by "

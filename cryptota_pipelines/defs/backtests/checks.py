@@ -29,7 +29,7 @@ from cryptota_core.backtest.result import (
 )
 from cryptota_core.errors import NoDataError
 from cryptota_core.storage.results_store import ResultsStore
-from cryptota_pipelines.defs.backtests.assets import backtest_runs
+from cryptota_pipelines.keys import BACKTEST_RUNS
 from cryptota_pipelines.resources import ResultsStoreResource, RunLoggingResource
 
 SHOWN_PROBLEMS = 50
@@ -53,11 +53,11 @@ def latest_run_keys(instance: DagsterInstance, partitions: Sequence[str]) -> dic
     """The ``run_key`` each partition's latest materialisation recorded (None: never
     materialised, or by a version that did not record it)."""
     latest = instance.get_latest_storage_id_by_partition(
-        backtest_runs.key, DagsterEventType.ASSET_MATERIALIZATION, set(partitions)
+        BACKTEST_RUNS, DagsterEventType.ASSET_MATERIALIZATION, set(partitions)
     )
     records = (
         instance.fetch_materializations(
-            AssetRecordsFilter(backtest_runs.key, storage_ids=list(latest.values())),
+            AssetRecordsFilter(BACKTEST_RUNS, storage_ids=list(latest.values())),
             limit=len(latest),
         ).records
         if latest
@@ -109,7 +109,7 @@ def _judge(
 
 @multi_asset_check(
     specs=[
-        AssetCheckSpec(name, asset=backtest_runs, blocking=True, description=description)
+        AssetCheckSpec(name, asset=BACKTEST_RUNS, blocking=True, description=description)
         for name, (description, _) in _JUDGES.items()
     ],
     can_subset=True,
@@ -126,7 +126,7 @@ def backtest_runs_checks(
     partitions = (
         context.partition_keys
         if context.op_execution_context.has_partitions
-        else sorted(context.instance.get_materialized_partitions(backtest_runs.key))
+        else sorted(context.instance.get_materialized_partitions(BACKTEST_RUNS))
     )
     run_keys = latest_run_keys(context.instance, partitions)
     stored = {partition: _load(results, run_key) for partition, run_key in run_keys.items()}

@@ -30,7 +30,7 @@ from pydantic import BaseModel
 
 from cryptota_core.backtest.runs import register_param_sets
 from cryptota_pipelines.defs.backtests.schedules import backtest_job
-from cryptota_pipelines.defs.ingestion.assets import candles_1m
+from cryptota_pipelines.keys import CANDLES_1M
 from cryptota_pipelines.partitions import (
     PARAM_SETS_PARTITIONS,
     SYMBOLS_PARTITIONS,
@@ -93,7 +93,7 @@ def reoptimization_sensor(
     before the sensor was turned on is the nightly refresh's."""
     instance = context.instance
     if context.cursor is None:
-        newest = instance.fetch_materializations(candles_1m.key, limit=1).records
+        newest = instance.fetch_materializations(CANDLES_1M, limit=1).records
         after = newest[0].storage_id if newest else 0
         return SensorResult(
             skip_reason=f"watching candles_1m materialisations after storage id {after}",
@@ -101,7 +101,7 @@ def reoptimization_sensor(
         )
     state = ReoptimizationCursor.model_validate_json(context.cursor)
     latest = instance.get_latest_storage_id_by_partition(
-        candles_1m.key, DagsterEventType.ASSET_MATERIALIZATION, after_cursor=state.after
+        CANDLES_1M, DagsterEventType.ASSET_MATERIALIZATION, after_cursor=state.after
     )
     first_day = backtest_config.window().start.date()
     days = {symbol: {d for d in seen if d >= first_day} for symbol, seen in state.days.items()}

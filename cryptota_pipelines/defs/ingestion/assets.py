@@ -9,11 +9,13 @@ retry or a re-run leaves exactly one copy of every candle).
 
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
+from datetime import timedelta
 from typing import Any
 
 import pandas as pd
 from dagster import (
     AssetExecutionContext,
+    AutomationCondition,
     Backoff,
     Failure,
     Jitter,
@@ -45,6 +47,27 @@ EXCHANGE_POOL = "binance"
 NOT_RETRYABLE: tuple[type[Exception], ...] = (ConfigError, InvalidInputError, DataError)
 """Errors a retry cannot fix (bad settings, bad symbol, data failing validation)."""
 
+NIGHTLY_INGESTION_CRON = "15 0 * * *"
+"""00:15 UTC, once yesterday's last candle has closed (and the exchange has published it)."""
+
+REPAIR_WINDOW_DAYS = 7
+"""How many days before yesterday the nightly ingestion requests again when they are missing."""
+
+NIGHTLY_INGESTION = (
+    AutomationCondition.cron_tick_passed(NIGHTLY_INGESTION_CRON, "UTC")
+    & AutomationCondition.in_latest_time_window(timedelta(days=REPAIR_WINDOW_DAYS + 1))
+    & (AutomationCondition.missing() | AutomationCondition.execution_failed())
+    & ~AutomationCondition.in_progress()
+).with_label(
+    f"nightly at 00:15 UTC: yesterday, and the days of the {REPAIR_WINDOW_DAYS} before it that "
+    "are missing or whose last run failed"
+)
+"""The old Celery Beat ingestion task and its repair pass as one condition: at each 00:15 UTC
+tick, every ``(day, symbol)`` of the last ``REPAIR_WINDOW_DAYS + 1`` days that was never
+materialised (yesterday always, a new symbol's recent days, a day whose run crashed) or whose
+latest run failed, and is not being run now. The automation sensor turns a tick's partitions
+into one backfill, which the backfill policy cuts into range runs."""
+
 
 @contextmanager
 def fail_fast_on_bad_input(
@@ -67,6 +90,7 @@ def fail_fast_on_bad_input(
         max_retries=3, delay=30, backoff=Backoff.EXPONENTIAL, jitter=Jitter.PLUS_MINUS
     ),
     group_name="ingestion",
+    automation_condition=NIGHTLY_INGESTION,
     kinds={"python", "postgres"},
     code_version="1",
     description="1m candles of one UTC day of one symbol, as the source delivered them; gaps are "

@@ -19,7 +19,7 @@ from dagster import (
 
 from cryptota_core.market.frame import CandleReport, SeriesKey
 from cryptota_core.storage.candle_store import BASE_INTERVAL
-from cryptota_pipelines.defs.ingestion.assets import candles_1m
+from cryptota_pipelines.keys import CANDLES_1M
 from cryptota_pipelines.partitions import SeriesWindow, day_window
 from cryptota_pipelines.resources import (
     CandleStoreResource,
@@ -83,7 +83,7 @@ CHECK_DESCRIPTIONS: dict[str, str] = {
 
 @multi_asset_check(
     specs=[
-        AssetCheckSpec(name, asset=candles_1m, blocking=True, description=description)
+        AssetCheckSpec(name, asset=CANDLES_1M, blocking=True, description=description)
         for name, description in CHECK_DESCRIPTIONS.items()
     ],
     can_subset=True,

@@ -1,9 +1,14 @@
-"""``symbol_universe_sensor``: the ``symbols`` partitions follow ``CRYPTOTA_SYMBOLS``.
+"""``symbol_universe_sensor``: the ``symbols`` partitions follow ``CRYPTOTA_SYMBOLS``; and
+``candle_ingestion_job``, what it launches.
 
 The cursor holds the universe last acted on, so the sensor does work only when the configured
 universe changes: it then adds and removes ``symbols`` partitions to match, and asks for the
 recent days of each new symbol at once, one run per symbol covering the whole stretch (older
 history is a backfill away in the UI). Removing a symbol keeps its stored candles.
+
+The nightly ingestion and its repair of missing days are not a schedule: they are the
+``automation_condition`` of ``candles_1m`` (see ``NIGHTLY_INGESTION``), evaluated by
+``default_automation_condition_sensor``.
 """
 
 from datetime import timedelta
@@ -11,15 +16,17 @@ from datetime import timedelta
 import pandas as pd
 from dagster import (
     AddDynamicPartitionsRequest,
+    AssetSelection,
     DeleteDynamicPartitionsRequest,
     RunRequest,
     SensorEvaluationContext,
     SensorResult,
     SkipReason,
+    define_asset_job,
     sensor,
 )
 
-from cryptota_pipelines.defs.ingestion.schedules import REPAIR_WINDOW_DAYS, candle_ingestion_job
+from cryptota_pipelines.defs.ingestion.assets import REPAIR_WINDOW_DAYS
 from cryptota_pipelines.partitions import (
     SYMBOLS_PARTITIONS,
     range_tags,
@@ -30,6 +37,12 @@ from cryptota_pipelines.resources import MarketSourceResource
 
 NEW_SYMBOL_DAYS = REPAIR_WINDOW_DAYS + 1
 """Days a new symbol gets straight away: yesterday and the nightly repair window before it."""
+
+candle_ingestion_job = define_asset_job(
+    "candle_ingestion_job",
+    selection=AssetSelection.assets("candles_1m", "candle_rollups"),
+    description="candles_1m, its checks and candle_rollups for the partitions of the run.",
+)
 
 
 @sensor(

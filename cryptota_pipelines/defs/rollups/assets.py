@@ -6,9 +6,10 @@ store resamples the 1m candles on read. Either way the asset reads each interval
 store and records how many candles it found, so a hole shows up here, next to the day it is in.
 """
 
-from dagster import AssetExecutionContext, MaterializeResult, asset
+from dagster import AssetExecutionContext, AutomationCondition, MaterializeResult, asset
 
 from cryptota_core.market.intervals import ROLLUP_INTERVALS
+from cryptota_pipelines.keys import CANDLES_1M
 from cryptota_pipelines.partitions import (
     CANDLE_BACKFILL_POLICY,
     CANDLE_PARTITIONS,
@@ -20,12 +21,23 @@ from cryptota_pipelines.resources import (
     RunLoggingResource,
 )
 
+AFTER_CANDLES = (
+    AutomationCondition.eager().without(AutomationCondition.in_latest_time_window())
+    & AutomationCondition.all_deps_blocking_checks_passed()
+).with_label("after each day of candles_1m that passed its blocking checks")
+"""Any day of ``candles_1m`` that was (re)materialised gets its rollups refreshed: not only the
+latest day (eager's default), since the nightly repair and backfills write older days too. Days
+whose candles fail a blocking check wait, as they do inside one run; a run that already built
+the rollups with the candles (``candle_ingestion_job``, a backfill of both) leaves nothing to
+do."""
+
 
 @asset(
-    deps=["candles_1m"],
+    deps=[CANDLES_1M],
     partitions_def=CANDLE_PARTITIONS,
     backfill_policy=CANDLE_BACKFILL_POLICY,
     group_name="rollups",
+    automation_condition=AFTER_CANDLES,
     kinds={"python", "postgres"},
     code_version="1",
     description="15m, 1h, 4h and 1d candles of the day, built from candles_1m by the store.",
