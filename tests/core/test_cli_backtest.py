@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import ClassVar
 
 import pandas as pd
 import pytest
@@ -11,6 +12,8 @@ import pytest
 from cryptota_core.cli import main
 from cryptota_core.market.binance_csv import write_kline_csv
 from cryptota_core.market.sources.synthetic import SyntheticSource
+from cryptota_core.strategies import register, unregister
+from cryptota_core.strategies.rsi import Rsi
 
 RSI = '{"period":14,"oversold":30,"overbought":70}'
 
@@ -295,8 +298,17 @@ def test_fast_engine_gives_the_same_result_as_backtrader(
 def test_fast_engine_names_what_it_supports(
     kline_csv: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    assert (
-        main(["backtest", "--csv", str(kline_csv), "--strategy", "grid", "--engine", "fast"]) != 0
-    )
+    """Every built-in strategy runs on the fast engine; a user strategy (here one that reuses
+    rsi's parameters) cannot, and is told which engine to use."""
+
+    @register
+    class UserRsi(Rsi):
+        name: ClassVar[str] = "user_rsi"
+
+    try:
+        command = ["backtest", "--csv", str(kline_csv), "--strategy", "user_rsi"]
+        assert main([*command, "--engine", "fast"]) != 0
+    finally:
+        unregister("user_rsi")
     err = capsys.readouterr().err.strip()
-    assert "use --engine backtrader for grid" in err and len(err.splitlines()) == 1
+    assert "use --engine backtrader for user_rsi" in err and len(err.splitlines()) == 1
