@@ -142,7 +142,7 @@ def run_fast_backtest(
             model, open_, high, low, closes, cash=cash, commission=commission, slippage=slippage
         )
     else:
-        entry, exit_ = signals(model, open_, high, low, closes)
+        entry, exit_ = signals(model, high, low, closes)
         equity_values, positions, records, fills, rejected = _run_long(
             entry,
             exit_,
@@ -174,15 +174,11 @@ def run_fast_backtest(
 
 
 def signals(
-    model: StrategyParams,
-    open_: np.ndarray,
-    high: np.ndarray,
-    low: np.ndarray,
-    close: np.ndarray,
+    model: StrategyParams, high: np.ndarray, low: np.ndarray, close: np.ndarray
 ) -> tuple[np.ndarray, np.ndarray]:
     """Entry and exit signals of a long-only built-in strategy on every bar (False where
-    undefined; the simulation also ignores the warm-up bars)."""
-    del open_  # no built-in strategy reads the open to decide; kept for one signature
+    undefined; the simulation also ignores the warm-up bars). Decisions read the closed bar
+    only, so the open is not an input."""
     if isinstance(model, RsiDivergenceParams):
         rsi = rsi_nb(close, int(model.period))
         warmup = RsiDivergence().warmup(model)
