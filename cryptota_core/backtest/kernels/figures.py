@@ -15,9 +15,10 @@ Which figures are exact and which are not:
   ``(w − peak) / peak`` — its minimum over a peak's stretch is reached at the stretch's lowest
   wealth, so only that one is divided); trade counts, wins and exposure;
 * **summed in another order** (so equal up to rounding): the sums behind the mean, standard
-  deviation and downside risk of the returns, and the sums of trade pnl. Returns are summed per
-  position episode (or per 256 bars) and then per block, which keeps the rounding error at a few
-  ulps of the sum of ``|r|``, about as good as numpy's pairwise sum.
+  deviation and downside risk of the returns, and the sums of trade pnl. Returns are summed
+  in runs of at most ``CHUNK`` (256) within a block, the runs then added to the block's sum,
+  which keeps the rounding error at a few ulps of the sum of ``|r|``, about as good as numpy's
+  pairwise sum. Flat bars (a zero return) are skipped: they add nothing.
 """
 
 from __future__ import annotations
