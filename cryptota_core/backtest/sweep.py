@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -181,7 +181,7 @@ def figure_tolerance(name: str, expected: float, periods: float) -> float:
 def run_sweep(
     candles: pd.DataFrame,
     strategy: str | Strategy | type[Strategy],
-    param_sets: Sequence[StrategyParams | Mapping[str, Any]],
+    param_sets: Iterable[StrategyParams | Mapping[str, Any]],
     *,
     interval: str,
     cash: float = 10_000.0,
@@ -204,12 +204,13 @@ def run_sweep(
             f"sweeps run the built-in strategies {', '.join(SUPPORTED)}; "
             f"run {spec.name} set by set on backtrader"
         )
-    if isinstance(param_sets, str | bytes | Mapping) or len(param_sets) == 0:
+    given = [] if isinstance(param_sets, str | bytes | Mapping) else list(param_sets)
+    if not given:
         raise InvalidInputError(
             f"an empty grid for {spec.name}: pass a list of parameter sets, e.g. from "
             "Strategy.expand_grid"
         )
-    models = [spec.parse_params(p) for p in param_sets]
+    models = [spec.parse_params(p) for p in given]
     slugs = [spec.slug(m) for m in models]
     if len(set(slugs)) != len(slugs):
         twice = next(s for s in slugs if slugs.count(s) > 1)
