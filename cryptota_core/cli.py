@@ -7,12 +7,21 @@ from __future__ import annotations
 
 import json
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from typing import TYPE_CHECKING
 
 import click
 import pandas as pd
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TaskID,
+    TextColumn,
+    TimeElapsedColumn,
+)
 from rich.table import Table
 
 from cryptota_core.cache import open_cache
@@ -27,8 +36,14 @@ from cryptota_core.logs import configure_logging
 from cryptota_core.market.frame import SeriesKey, normalise_symbol, parse_symbols
 from cryptota_core.market.intervals import parse_interval, parse_window
 from cryptota_core.numbers import finite_or_none
+from cryptota_core.research.search import DEFAULT_MAX_SETS, SearchSpec
 from cryptota_core.settings import Settings, load_settings
 from cryptota_core.storage.candle_store import CandleStore
+
+if TYPE_CHECKING:
+    from cryptota_core.backtest.service import CandleInput
+    from cryptota_core.research.optimize import OptimizationResult
+    from cryptota_core.storage.research_store import Lineage, ResearchStore
 
 console = Console(stderr=True)
 out = Console(width=None if sys.stdout.isatty() else 120)
@@ -147,27 +162,167 @@ def ingest_command(
     _print_summary(reports)
 
 
+def _candle_input(
+    symbol: str | None,
+    interval: str | None,
+    start: str | None,
+    end: str | None,
+    csv_path: str | None,
+) -> CandleInput:
+    """The candles a research command runs on: ``--symbol`` with ``--start``/``--end`` from the
+    store, or ``--csv FILE``; exactly one of the two."""
+    from cryptota_core.backtest.service import candles_from_csv, candles_from_store
+
+    if (csv_path is None) == (symbol is None):
+        raise InvalidInputError("give exactly one of --symbol (with --start/--end) or --csv FILE")
+    if csv_path is not None:
+        return candles_from_csv(csv_path, parse_interval(interval) if interval else None)
+    if start is None or end is None:
+        raise InvalidInputError("--symbol needs --start and --end (UTC, end exclusive)")
+    return candles_from_store(
+        _store(load_settings()),
+        normalise_symbol(symbol or ""),
+        parse_interval(interval or "1h"),
+        *parse_window(start, end),
+    )
+
+
+def _candle_options(command: Callable[..., None]) -> Callable[..., None]:
+    """``--symbol/--interval/--start/--end | --csv`` and the broker settings, shared by the
+    research commands."""
+    options = [
+        click.option("--symbol", default=None, help="Symbol to read from the store."),
+        click.option(
+            "--interval", default=None, help="Candle interval (default 1h; inferred for --csv)."
+        ),
+        click.option("--start", default=None, help="UTC start, inclusive (with --symbol)."),
+        click.option("--end", default=None, help="UTC end, exclusive (with --symbol)."),
+        click.option(
+            "--csv",
+            "csv_path",
+            default=None,
+            type=click.Path(dir_okay=False),
+            help="A Binance kline CSV instead of the store.",
+        ),
+        click.option("--cash", type=float, default=10_000.0, show_default=True),
+        click.option("--commission", type=float, default=0.001, show_default=True),
+        click.option("--slippage", type=float, default=0.0, show_default=True),
+        click.option("--stake", type=float, default=0.95, show_default=True),
+    ]
+    for option in reversed(options):
+        command = option(command)
+    return command
+
+
+def _search_options(command: Callable[..., None]) -> Callable[..., None]:
+    """What to search: strategy, grid, method, objective, size limit."""
+    options = [
+        click.option("--strategy", required=True, help="Registered strategy name, e.g. rsi."),
+        click.option(
+            "--grid",
+            default=None,
+            help='JSON object of value lists, e.g. \'{"period":[7,14],"oversold":[20,30]}\' '
+            "(default: the strategy's own small grid).",
+        ),
+        click.option(
+            "--method", type=click.Choice(["grid", "random"]), default="grid", show_default=True
+        ),
+        click.option("--samples", type=int, default=None, help="Sets drawn by --method random."),
+        click.option("--seed", type=int, default=0, show_default=True, help="Random search seed."),
+        click.option(
+            "--max-sets",
+            type=int,
+            default=DEFAULT_MAX_SETS,
+            show_default=True,
+            help="Refuse a search of more parameter sets than this.",
+        ),
+        click.option(
+            "--objective",
+            default="sharpe",
+            show_default=True,
+            help="sharpe, sortino, calmar, total_return, sqn (or the full metric name).",
+        ),
+        click.option("--json", "as_json", is_flag=True, help="Print one JSON object."),
+    ]
+    for option in reversed(options):
+        command = option(command)
+    return command
+
+
+def _search_spec(
+    strategy: str, grid: str | None, method: str, samples: int | None, seed: int, max_sets: int
+) -> SearchSpec:
+    """The validated search (pydantic errors become one line naming the field)."""
+    from pydantic import ValidationError
+
+    from cryptota_core.strategies import get_strategy
+
+    spec = get_strategy(strategy)
+    try:
+        return SearchSpec(
+            strategy=spec.name,
+            grid=grid if grid is not None else spec.default_grid,
+            method=method,
+            samples=samples,
+            seed=seed,
+            max_sets=max_sets,
+        )
+    except ValidationError as e:
+        first = e.errors()[0]
+        where = ".".join(str(p) for p in first["loc"]) or "search"
+        message = str(first["msg"]).removeprefix("Value error, ")
+        raise InvalidInputError(f"--{where.replace('_', '-')}: {message}") from None
+
+
+@contextmanager
+def _stage_progress() -> Iterator[Callable[[str, int, int], None]]:
+    """A progress bar per stage of a long research command, on stderr."""
+    with Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=console,
+        transient=True,
+    ) as bar:
+        tasks: dict[str, TaskID] = {}
+
+        def report(stage: str, done: int, total: int) -> None:
+            if stage not in tasks:
+                tasks[stage] = bar.add_task(stage, total=max(total, 1))
+            bar.update(tasks[stage], completed=done, total=max(total, 1))
+
+        yield report
+
+
+def _lineage(candles: CandleInput) -> Lineage | None:
+    """Where a stored research result comes from; None for a CSV (nothing to store it under)."""
+    from cryptota_core.backtest.service import CODE_VERSION
+    from cryptota_core.storage.research_store import Lineage
+
+    if candles.key is None:
+        return None
+    return Lineage(
+        exchange=candles.key.exchange,
+        symbol=candles.key.symbol,
+        candle_fingerprint=candles.fingerprint,
+        code_version=CODE_VERSION,
+    )
+
+
+def _research_store() -> ResearchStore:
+    from cryptota_core.storage.research_store import ResearchStore
+
+    return ResearchStore.from_url(load_settings().resolved_database_url)
+
+
 @cli.command("backtest")
 @click.option("--strategy", required=True, help="Registered strategy name, e.g. rsi.")
 @click.option("--params", default=None, help="JSON object, e.g. '{\"period\":14}'.")
-@click.option("--symbol", default=None, help="Symbol to read from the store.")
-@click.option("--interval", default=None, help="Candle interval (default 1h; inferred for --csv).")
-@click.option("--start", default=None, help="UTC start, inclusive (with --symbol).")
-@click.option("--end", default=None, help="UTC end, exclusive (with --symbol).")
-@click.option(
-    "--csv",
-    "csv_path",
-    default=None,
-    type=click.Path(dir_okay=False),
-    help="A Binance kline CSV instead of the store.",
-)
+@_candle_options
 @click.option(
     "--engine", type=click.Choice(["backtrader", "fast"]), default="backtrader", show_default=True
 )
-@click.option("--cash", type=float, default=10_000.0, show_default=True)
-@click.option("--commission", type=float, default=0.001, show_default=True)
-@click.option("--slippage", type=float, default=0.0, show_default=True)
-@click.option("--stake", type=float, default=0.95, show_default=True)
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object (DESIGN §2).")
 @click.option(
     "--plot",
@@ -193,29 +348,12 @@ def backtest_command(
     plot_path: str | None,
 ) -> None:
     """Run one strategy configuration on stored candles or a Binance kline CSV."""
-    from cryptota_core.backtest.service import (
-        backtest_or_cache,
-        candles_from_csv,
-        candles_from_store,
-    )
+    from cryptota_core.backtest.service import backtest_or_cache
     from cryptota_core.strategies import get_strategy
 
     spec = get_strategy(strategy)
     spec.parse_params(params)  # fail on bad parameters before reading any data
-    if (csv_path is None) == (symbol is None):
-        raise InvalidInputError("give exactly one of --symbol (with --start/--end) or --csv FILE")
-    if csv_path is not None:
-        candles = candles_from_csv(csv_path, parse_interval(interval) if interval else None)
-    else:
-        if start is None or end is None:
-            raise InvalidInputError("--symbol needs --start and --end (UTC, end exclusive)")
-        window = parse_window(start, end)
-        candles = candles_from_store(
-            _store(load_settings()),
-            normalise_symbol(symbol or ""),
-            parse_interval(interval or "1h"),
-            *window,
-        )
+    candles = _candle_input(symbol, interval, start, end, csv_path)
     done = backtest_or_cache(
         candles,
         strategy,
@@ -250,6 +388,226 @@ def backtest_command(
         shown = "-" if number is None else f"{number:,.4f}"
         table.add_row(name, shown, style="bold" if name in headline else None)
     out.print(table)
+
+
+@cli.command("optimize")
+@_search_options
+@_candle_options
+@click.option("--top", type=int, default=10, show_default=True, help="Best sets to report.")
+@click.option(
+    "--recheck",
+    type=int,
+    default=None,
+    help="How many of the top sets to re-run on backtrader (default: all of --top).",
+)
+@click.option(
+    "--heatmap",
+    "heatmap_path",
+    default=None,
+    type=click.Path(dir_okay=False),
+    help="Write a PNG of the objective over two parameters.",
+)
+@click.option("--heatmap-x", default=None, help="Parameter on the heatmap's x axis.")
+@click.option("--heatmap-y", default=None, help="Parameter on the heatmap's y axis.")
+def optimize_command(
+    strategy: str,
+    grid: str | None,
+    method: str,
+    samples: int | None,
+    seed: int,
+    max_sets: int,
+    objective: str,
+    as_json: bool,
+    symbol: str | None,
+    interval: str | None,
+    start: str | None,
+    end: str | None,
+    csv_path: str | None,
+    cash: float,
+    commission: float,
+    slippage: float,
+    stake: float,
+    top: int,
+    recheck: int | None,
+    heatmap_path: str | None,
+    heatmap_x: str | None,
+    heatmap_y: str | None,
+) -> None:
+    """Search a parameter grid: sweep every set, re-check the best on backtrader, and report
+    the winner's deflated Sharpe ratio and the search's probability of overfitting."""
+    from cryptota_core.research.optimize import Broker, heatmap_axes, objective_column, optimize
+    from cryptota_core.research.search import parameter_sets
+
+    spec = _search_spec(strategy, grid, method, samples, seed, max_sets)
+    objective_column(objective)
+    if heatmap_path:
+        heatmap_axes(spec.grid, heatmap_x, heatmap_y)
+    sets = parameter_sets(spec)  # every bad input fails before any candle is read
+    candles = _candle_input(symbol, interval, start, end, csv_path)
+    with _stage_progress() as progress:
+        result = optimize(
+            candles.frame,
+            spec,
+            interval=candles.interval,
+            objective=objective,
+            top=top,
+            recheck=recheck,
+            broker=Broker(cash=cash, commission=commission, slippage=slippage, stake=stake),
+            progress=progress,
+            sets=sets,
+        )
+    lineage = _lineage(candles)
+    if lineage is not None:
+        key = _research_store().save_optimization(result, lineage)
+        console.print(f"stored as optimisation run {key}")
+    if heatmap_path:
+        from cryptota_core.research.plots import plot_heatmap
+
+        plot_heatmap(result, heatmap_path, heatmap_x, heatmap_y)
+        console.print(f"heatmap written to {heatmap_path}")
+    if as_json:
+        print(json.dumps(result.to_dict(), allow_nan=False))
+        return
+    _print_optimization(result, candles.origin)
+
+
+def _print_optimization(result: OptimizationResult, origin: str) -> None:
+    table = Table(
+        title=f"{result.strategy}: best {len(result.top)} of {result.combinations:,} sets by "
+        f"{result.objective} on {origin} ({result.sweep.bars:,} {result.interval} candles)"
+    )
+    columns = [result.objective, "total_return", "max_drawdown", "trade_count", "win_rate"]
+    columns = list(dict.fromkeys(columns))
+    for name in ["rank", "slug", *columns, "backtrader"]:
+        table.add_column(name, justify="left" if name == "slug" else "right")
+    checks = {c.slug: c for c in result.rechecks}
+    for row in result.top.to_dict(orient="records"):
+        check = checks.get(str(row["slug"]))
+        verdict = "-" if check is None else ("reproduced" if check.reproduced else "DIFFERS")
+        table.add_row(
+            str(row["rank"]),
+            str(row["slug"]),
+            *(_fmt(row[name]) for name in columns),
+            verdict,
+        )
+    out.print(table)
+    stats = result.statistics
+    significant = "significant" if stats["dsr_significant"] else "not significant"
+    out.print(
+        f"winner {result.best_slug}: {result.objective} {_fmt(result.best_score)}, "
+        f"PSR {_fmt(stats['psr'])}, deflated Sharpe ratio {_fmt(stats['dsr'])} "
+        f"({significant} at 95% after {stats['n_trials']} trials)"
+    )
+    if stats["pbo"] is not None:
+        out.print(
+            f"probability of backtest overfitting {_fmt(stats['pbo'])} "
+            f"(CSCV, {stats['pbo_blocks']} blocks, {stats['pbo_combinations']:,} combinations)"
+        )
+
+
+def _fmt(value: object) -> str:
+    number = finite_or_none(value) if isinstance(value, int | float) else None
+    return "-" if number is None else f"{number:,.4f}"
+
+
+@cli.command("walk-forward")
+@_search_options
+@_candle_options
+@click.option("--windows", type=int, default=5, show_default=True, help="Out-of-sample windows.")
+@click.option(
+    "--in-sample-ratio",
+    type=float,
+    default=3.0,
+    show_default=True,
+    help="In-sample length as a multiple of one out-of-sample window.",
+)
+@click.option("--anchored", is_flag=True, help="In-sample windows all start at the first candle.")
+@click.option(
+    "--plot",
+    "plot_path",
+    default=None,
+    type=click.Path(dir_okay=False),
+    help="Write a PNG of the stitched out-of-sample equity.",
+)
+def walk_forward_command(
+    strategy: str,
+    grid: str | None,
+    method: str,
+    samples: int | None,
+    seed: int,
+    max_sets: int,
+    objective: str,
+    as_json: bool,
+    symbol: str | None,
+    interval: str | None,
+    start: str | None,
+    end: str | None,
+    csv_path: str | None,
+    cash: float,
+    commission: float,
+    slippage: float,
+    stake: float,
+    windows: int,
+    in_sample_ratio: float,
+    anchored: bool,
+    plot_path: str | None,
+) -> None:
+    """Optimise in sample, trade the winner out of sample, roll forward; report the stitched
+    out-of-sample result, walk-forward efficiency and parameter stability."""
+    from cryptota_core.research.optimize import Broker, objective_column
+    from cryptota_core.research.search import parameter_sets
+    from cryptota_core.research.walk_forward import walk_forward
+
+    spec = _search_spec(strategy, grid, method, samples, seed, max_sets)
+    objective_column(objective)
+    sets = parameter_sets(spec)  # every bad input fails before any candle is read
+    candles = _candle_input(symbol, interval, start, end, csv_path)
+    with _stage_progress() as progress:
+        result = walk_forward(
+            candles.frame,
+            spec,
+            interval=candles.interval,
+            objective=objective,
+            windows=windows,
+            in_sample_ratio=in_sample_ratio,
+            anchored=anchored,
+            broker=Broker(cash=cash, commission=commission, slippage=slippage, stake=stake),
+            progress=progress,
+            sets=sets,
+        )
+    lineage = _lineage(candles)
+    if lineage is not None:
+        key = _research_store().save_walk_forward(result, lineage)
+        console.print(f"stored as walk-forward report {key}")
+    if plot_path:
+        from cryptota_core.research.plots import plot_walk_forward
+
+        plot_walk_forward(result, plot_path)
+        console.print(f"plot written to {plot_path}")
+    if as_json:
+        print(json.dumps(result.to_dict(), allow_nan=False))
+        return
+    table = Table(title=f"{result.strategy} walk-forward on {candles.origin} by {result.objective}")
+    for name in ("window", "out of sample", "chosen", "in-sample score", "oos score", "oos return"):
+        table.add_column(name, justify="right" if "score" in name or "return" in name else "left")
+    for w in result.windows:
+        table.add_row(
+            str(w.window_no),
+            f"{w.out_sample_start:%Y-%m-%d} .. {w.out_sample_end:%Y-%m-%d}",
+            w.best_slug,
+            _fmt(w.in_sample_score),
+            _fmt(w.out_sample_score),
+            _fmt(w.out_sample_return),
+        )
+    out.print(table)
+    stats = result.statistics
+    out.print(
+        f"stitched out-of-sample: total return {_fmt(stats['oos_total_return'])}, Sharpe "
+        f"{_fmt(stats['oos_sharpe_ratio'])}, max drawdown {_fmt(stats['oos_max_drawdown'])}; "
+        f"walk-forward efficiency {_fmt(stats['walk_forward_efficiency'])}; "
+        f"{_fmt(stats['profitable_windows'])} of windows profitable; most chosen "
+        f"{stats['modal_slug']} ({_fmt(stats['modal_slug_share'])} of windows)"
+    )
 
 
 @cli.command("price")
