@@ -9,6 +9,7 @@ import pytest
 
 from cryptota_core.backtest.fast import run_fast_backtest
 from cryptota_core.errors import InvalidInputError
+from cryptota_core.research.drift import check_drift
 from cryptota_core.research.plots import plot_walk_forward
 from cryptota_core.research.search import SearchSpec
 from cryptota_core.research.walk_forward import splits, walk_forward
@@ -103,3 +104,31 @@ def test_plot_is_a_png(tmp_path: pytest.TempPathFactory) -> None:
     )
     png = plot_walk_forward(result, tmp_path / "wf.png")  # type: ignore[operator]
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_drift_is_underperforming_the_walk_forward_expectation() -> None:
+    """The planted edge's winner holds on more of the same data, and drifts when the market
+    turns into a steady decline the strategy keeps buying into."""
+    candles = planted()
+    result = walk_forward(candles, SearchSpec(strategy="rsi", grid=RSI_GRID), interval="1h")
+    sharpes = [w.out_sample_metrics["sharpe_ratio"] for w in result.windows]
+    best = result.windows[-1].best_params
+    holds = check_drift(
+        planted(24 * 14, seed=9),
+        strategy="rsi",
+        params=best,
+        interval="1h",
+        out_of_sample_sharpes=sharpes,
+    )
+    assert not holds.drifted, holds.explain()
+    rng = np.random.default_rng(3)
+    falling = candles_from_close(30_000 * np.exp(np.cumsum(rng.normal(-0.004, 0.01, 24 * 14))))
+    drifted = check_drift(
+        falling, strategy="rsi", params=best, interval="1h", out_of_sample_sharpes=sharpes
+    )
+    assert drifted.drifted, drifted.explain()
+    assert drifted.threshold == pytest.approx(np.mean(sharpes) - np.std(sharpes, ddof=1))
+    with pytest.raises(InvalidInputError, match="materialise walk_forward_report"):
+        check_drift(
+            falling, strategy="rsi", params=best, interval="1h", out_of_sample_sharpes=[None]
+        )
