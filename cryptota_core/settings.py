@@ -82,7 +82,53 @@ class Settings(BaseSettings):
         description="Parameter grids (JSON) whose combinations become the param_sets partitions.",
     )
     reoptimize_after_days: int = Field(
-        default=1, gt=0, description="New days of candles that trigger a symbol's re-backtest."
+        default=1, gt=0, description="New days of candles that trigger a symbol's re-optimisation."
+    )
+    optimization_grids: dict[str, dict[str, list[Any]]] = Field(
+        default_factory=lambda: {
+            # The 1,000-set RSI grid of the benchmark: one sweep takes well under a second.
+            "rsi": {
+                "period": list(range(6, 26, 2)),
+                "oversold": list(range(10, 40, 3)),
+                "overbought": list(range(61, 91, 3)),
+            },
+            "rsi_ma": {
+                "period": [7, 14, 21],
+                "oversold": [25, 30, 35, 40],
+                "overbought": [65, 70, 75],
+                "ma_period": [10, 20, 50],
+            },
+        },
+        description="Grids (JSON) parameter_optimization and walk_forward_report search per "
+        "strategy.",
+    )
+    optimization_objective: str = Field(
+        default="sharpe", description="What optimisation ranks by: sharpe, sortino, calmar, ..."
+    )
+    optimization_days: int = Field(
+        default=90, gt=0, le=3650, description="Optimisation window: the last N full UTC days."
+    )
+    optimization_top: int = Field(default=10, gt=0, description="Best sets an optimisation keeps.")
+    optimization_recheck: int = Field(
+        default=3, ge=0, description="How many of the best sets re-run on backtrader."
+    )
+    walk_forward_days: int = Field(
+        default=180, gt=0, le=3650, description="Walk-forward window: the last N full UTC days."
+    )
+    walk_forward_windows: int = Field(default=5, gt=0, description="Out-of-sample windows.")
+    walk_forward_in_sample_ratio: float = Field(
+        default=3.0, gt=0, description="In-sample length per out-of-sample length."
+    )
+    walk_forward_anchored: bool = Field(
+        default=False, description="In-sample windows all start at the window's first candle."
+    )
+    drift_days: int = Field(
+        default=7, gt=0, description="Recent days the drift sensor judges the best parameters on."
+    )
+    drift_sigmas: float = Field(
+        default=1.0,
+        gt=0,
+        description="Standard deviations below the walk-forward expectation that count as drift.",
     )
     results_retention_days: int | None = Field(
         default=None, gt=0, description="Purge backtest results older than this; unset keeps all."

@@ -108,6 +108,15 @@ def resolve_param_set(results: ResultsStore, slug: str) -> ParamSet:
     return resolve_param_sets(results, [slug])[slug]
 
 
+def pipeline_engine(strategy: str) -> str:
+    """The engine pipeline backtests run on: the fast engine wherever it implements the strategy
+    (same results as backtrader, bit for bit), backtrader for user strategies. Backtrader stays
+    the reference that optimisation re-checks its winners on."""
+    from cryptota_core.backtest.fast import supports
+
+    return "fast" if supports(get_strategy(strategy)) else "backtrader"
+
+
 def run_and_store(
     store: CandleStore,
     results: ResultsStore,
@@ -129,7 +138,13 @@ def run_and_store(
             f"only {len(candles.frame)} {window.interval} candles for {symbol} in the backtest "
             "window; ingest more days first"
         )
-    done = backtest_or_cache(candles, param_set.strategy, param_set.params, cache=cache)
+    done = backtest_or_cache(
+        candles,
+        param_set.strategy,
+        param_set.params,
+        cache=cache,
+        engine=pipeline_engine(param_set.strategy),
+    )
     assert candles.key is not None
     run_key = results.save_backtest(
         done.result,

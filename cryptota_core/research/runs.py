@@ -1,0 +1,224 @@
+"""Research runs of the pipeline: optimise, walk forward, signal and check drift per symbol.
+
+What the Dagster research assets and sensors call, one function per step (as
+:mod:`cryptota_core.backtest.runs` is for backtests), so a notebook or the CLI reproduces the
+same numbers and the same stored rows. Each function reads the symbol's candles once and runs
+every configured strategy on them.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import pandas as pd
+
+from cryptota_core.backtest.runs import BacktestWindow, backtest_window
+from cryptota_core.backtest.service import CODE_VERSION, CandleInput, candles_from_store
+from cryptota_core.errors import NoDataError
+from cryptota_core.market.intervals import interval_timedelta
+from cryptota_core.research.drift import DriftCheck, check_drift
+from cryptota_core.research.optimize import Broker, OptimizationResult, optimize
+from cryptota_core.research.search import DEFAULT_MAX_SETS, SearchSpec
+from cryptota_core.research.signals import latest_orders
+from cryptota_core.research.walk_forward import WalkForwardResult, walk_forward
+from cryptota_core.storage.candle_store import CandleStore
+from cryptota_core.storage.research_store import Lineage, PaperOrder, ResearchStore
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class ResearchConfig:
+    """How the pipeline researches (CRYPTOTA_OPTIMIZATION_* / WALK_FORWARD_* / DRIFT_*)."""
+
+    interval: str
+    grids: Mapping[str, Mapping[str, list[Any]]]
+    objective: str = "sharpe"
+    optimization_days: int = 90
+    top: int = 10
+    recheck: int = 3
+    walk_forward_days: int = 180
+    windows: int = 5
+    in_sample_ratio: float = 3.0
+    anchored: bool = False
+    drift_days: int = 7
+    drift_sigmas: float = 1.0
+    max_sets: int = DEFAULT_MAX_SETS
+
+    def searches(self) -> list[SearchSpec]:
+        """One grid search per configured strategy."""
+        return [
+            SearchSpec(
+                strategy=name, grid={k: list(v) for k, v in grid.items()}, max_sets=self.max_sets
+            )
+            for name, grid in self.grids.items()
+        ]
+
+    def optimization_window(self, today: pd.Timestamp | None = None) -> BacktestWindow:
+        return backtest_window(self.interval, self.optimization_days, today)
+
+    def walk_forward_window(self, today: pd.Timestamp | None = None) -> BacktestWindow:
+        return backtest_window(self.interval, self.walk_forward_days, today)
+
+
+@dataclass(frozen=True)
+class StoredOptimization:
+    run_key: str
+    result: OptimizationResult
+    candles: CandleInput
+
+
+@dataclass(frozen=True)
+class StoredWalkForward:
+    run_key: str
+    result: WalkForwardResult
+    candles: CandleInput
+
+
+def lineage(candles: CandleInput, run_id: str | None) -> Lineage:
+    """The lineage of a result computed from stored ``candles`` in run ``run_id``."""
+    assert candles.key is not None, "pipeline research reads stored candles"
+    return Lineage(
+        exchange=candles.key.exchange,
+        symbol=candles.key.symbol,
+        candle_fingerprint=candles.fingerprint,
+        code_version=CODE_VERSION,
+        run_id=run_id,
+    )
+
+
+def _candles(store: CandleStore, symbol: str, window: BacktestWindow) -> CandleInput:
+    return candles_from_store(store, symbol, window.interval, window.start, window.end)
+
+
+def optimize_symbol(
+    store: CandleStore,
+    research: ResearchStore,
+    symbol: str,
+    config: ResearchConfig,
+    *,
+    run_id: str | None = None,
+    today: pd.Timestamp | None = None,
+) -> list[StoredOptimization]:
+    """Optimise every configured strategy on ``symbol``'s optimisation window and store each."""
+    candles = _candles(store, symbol, config.optimization_window(today))
+    stored = []
+    for search in config.searches():
+        result = optimize(
+            candles.frame,
+            search,
+            interval=candles.interval,
+            objective=config.objective,
+            top=config.top,
+            recheck=config.recheck,
+        )
+        key = research.save_optimization(result, lineage(candles, run_id))
+        stored.append(StoredOptimization(key, result, candles))
+    return stored
+
+
+def walk_forward_symbol(
+    store: CandleStore,
+    research: ResearchStore,
+    symbol: str,
+    config: ResearchConfig,
+    *,
+    run_id: str | None = None,
+    today: pd.Timestamp | None = None,
+) -> list[StoredWalkForward]:
+    """Walk every configured strategy forward over ``symbol``'s walk-forward window."""
+    candles = _candles(store, symbol, config.walk_forward_window(today))
+    stored = []
+    for search in config.searches():
+        result = walk_forward(
+            candles.frame,
+            search,
+            interval=candles.interval,
+            objective=config.objective,
+            windows=config.windows,
+            in_sample_ratio=config.in_sample_ratio,
+            anchored=config.anchored,
+        )
+        key = research.save_walk_forward(result, lineage(candles, run_id))
+        stored.append(StoredWalkForward(key, result, candles))
+    return stored
+
+
+def signal_symbol(
+    store: CandleStore,
+    research: ResearchStore,
+    symbol: str,
+    config: ResearchConfig,
+    *,
+    run_id: str | None = None,
+    now: pd.Timestamp | None = None,
+) -> tuple[list[PaperOrder], int]:
+    """The latest signal of each strategy's current best parameters on ``symbol`` as paper
+    orders; returns the orders and how many of them were new (a re-run on the same candle places
+    nothing twice). The candles end at the last closed one, not at midnight."""
+    best = research.latest_optimizations(symbol)
+    if best.empty:
+        raise NoDataError(
+            f"no optimisation of {symbol} stored yet: materialise parameter_optimization first"
+        )
+    step = interval_timedelta(config.interval)
+    end = (now if now is not None else pd.Timestamp.now(tz="UTC")).floor(step)
+    candles = candles_from_store(
+        store, symbol, config.interval, end - pd.Timedelta(days=config.optimization_days), end
+    )
+    orders: list[PaperOrder] = []
+    for row in best.to_dict(orient="records"):
+        if row["interval"] != config.interval:
+            continue
+        broker = Broker(**row["statistics"].get("broker", {}))
+        orders += latest_orders(
+            candles.frame,
+            exchange=str(row["exchange"]),
+            symbol=symbol,
+            interval=config.interval,
+            strategy=str(row["strategy"]),
+            params=dict(row["best_params"]),
+            **broker.kwargs(),
+        )
+    placed = research.save_paper_orders(orders, lineage(candles, run_id))
+    return orders, placed
+
+
+def drift_symbol(
+    store: CandleStore,
+    research: ResearchStore,
+    symbol: str,
+    config: ResearchConfig,
+    *,
+    now: pd.Timestamp | None = None,
+) -> list[DriftCheck]:
+    """Check each strategy's current best parameters on ``symbol`` against its walk-forward
+    expectation (strategies without an optimisation or a walk-forward are skipped)."""
+    best = research.latest_optimizations(symbol)
+    step = interval_timedelta(config.interval)
+    end = (now if now is not None else pd.Timestamp.now(tz="UTC")).floor(step)
+    start = end - pd.Timedelta(days=config.drift_days)
+    checks = []
+    for row in best.to_dict(orient="records"):
+        if row["interval"] != config.interval:
+            continue
+        exchange, strategy = str(row["exchange"]), str(row["strategy"])
+        windows = research.latest_walk_forward(symbol, strategy, exchange)
+        if windows.empty:
+            continue
+        recent = candles_from_store(store, symbol, config.interval, start, end, exchange)
+        sharpes = [dict(m).get("sharpe_ratio") for m in windows["out_sample_metrics"]]
+        checks.append(
+            check_drift(
+                recent.frame,
+                strategy=strategy,
+                params=dict(row["best_params"]),
+                interval=config.interval,
+                out_of_sample_sharpes=sharpes,
+                sigmas=config.drift_sigmas,
+            )
+        )
+    return checks
