@@ -1,5 +1,5 @@
 """End to end with real processes: user-code gRPC server, daemon and webserver on the production
-dagster.yaml (storage in throwaway PostgreSQL). The sensor is turned on through GraphQL as an
+dagster.yaml (storage in throwaway PostgreSQL). Sensors are turned on through GraphQL as an
 operator would; its runs must pass through the queue to success, a backfill launched through
 GraphQL must cover its partitions in a few range runs, and the webserver must serve the graph."""
 
@@ -299,6 +299,66 @@ def test_backtests_refresh_in_one_queued_run_and_backfill_in_one_run_per_symbol(
         assert results.count_runs() == len(partitions)  # three writers, one copy each
     finally:
         results.engine.dispose()
+
+
+def _sensor_ticks(deployment: Deployment, name: str) -> list[dict[str, Any]]:
+    data = deployment.graphql(
+        """
+        query Ticks($selector: SensorSelector!) {
+          sensorOrError(sensorSelector: $selector) {
+            ... on Sensor { sensorState { ticks(limit: 5) { status } } }
+          }
+        }
+        """,
+        {
+            "selector": {
+                "repositoryLocationName": LOCATION,
+                "repositoryName": REPOSITORY,
+                "sensorName": name,
+            }
+        },
+    )
+    return list(data["sensorOrError"]["sensorState"]["ticks"])
+
+
+def test_the_automation_sensor_builds_rollups_after_a_backfill_of_candles_alone(
+    deployment: Deployment, sensor_runs: list[dict[str, Any]]
+) -> None:
+    """default_automation_condition_sensor, turned on like any sensor, is what evaluates the
+    conditions: candle_rollups follows a backfill that materialised only candles_1m."""
+    name = "default_automation_condition_sensor"
+    _start_sensor(deployment, name)
+    # Its first tick only starts the watch (updates before it are not "new").
+    wait_for(f"the first tick of {name}", lambda: _sensor_ticks(deployment, name), RUN_TIMEOUT)
+    days = ["2024-02-01", "2024-02-02"]
+    partitions = [f"{d}|{s}" for d in days for s in SYMBOLS]
+    backfill_id = _launch_backfill(deployment, ["candles_1m"], partitions)
+    _finished_backfill(deployment, backfill_id)
+
+    def rollups() -> list[dict[str, Any]] | None:
+        node = deployment.graphql(
+            """
+            query Rollups($partitions: [String!]) {
+              assetNodeOrError(assetKey: {path: ["candle_rollups"]}) {
+                ... on AssetNode {
+                  assetMaterializations(partitions: $partitions) { partition runId }
+                }
+              }
+            }
+            """,
+            {"partitions": partitions},
+        )["assetNodeOrError"]
+        found = node["assetMaterializations"]
+        return found if {m["partition"] for m in found} == set(partitions) else None
+
+    try:
+        built = wait_for("the automation sensor to build the rollups", rollups, RUN_TIMEOUT, 2.0)
+    except TimeoutError:
+        _print_logs(deployment)
+        raise
+    backfill_runs = _runs(deployment, [{"key": "dagster/backfill", "value": backfill_id}])
+    # Built by runs the sensor requested, not by the backfill of the candles.
+    assert not {m["runId"] for m in built} & {r["runId"] for r in backfill_runs}
 
 
 def test_webserver_serves_the_asset_graph_and_partitions(
