@@ -40,6 +40,11 @@ class Settings(BaseSettings):
     redis_url: str | None = Field(
         default=None, description="redis:// URL for the cache and shared rate limiter; unset = off."
     )
+    celery_broker_url: str | None = Field(
+        default=None,
+        description="redis:// URL of the Celery broker and result backend that "
+        "distributed_backtest_job and the Celery workers share; unset = no Celery.",
+    )
     symbols: Annotated[list[str], NoDecode] = Field(
         default=["BTCUSDT", "ETHUSDT"], description="Comma-separated symbol universe."
     )
@@ -169,7 +174,7 @@ class Settings(BaseSettings):
             )
         return value
 
-    @field_validator("redis_url")
+    @field_validator("redis_url", "celery_broker_url")
     @classmethod
     def _redis_url(cls, value: str | None) -> str | None:
         if value is None or value == "":
