@@ -41,6 +41,7 @@ from cryptota_core.backtest.fast import SUPPORTED, run_fast_backtest, supports
 from cryptota_core.backtest.kernels import figures as fig
 from cryptota_core.backtest.kernels.indicators import rsi_table_nb, sma_table_nb
 from cryptota_core.backtest.kernels.sweep import (
+    balanced_order,
     divergence_sweep_nb,
     grid_sweep_nb,
     level_sweep_nb,
@@ -408,6 +409,7 @@ def _sweep_divergence(
             warmups[batch],
             edges,
             *settings,
+            balanced_order(len(batch), numba.get_num_threads()),
         )
         acc[batch], block_sum[batch], block_sumsq[batch] = a, s, ss
     return acc, block_sum, block_sumsq
@@ -434,6 +436,7 @@ def _sweep_grid(
         cash,
         commission,
         slippage,
+        balanced_order(len(sets), numba.get_num_threads()),
     )
 
 

@@ -75,6 +75,13 @@ S_COUNT = 11  # how many returns those are
 S_FIELDS = 12
 
 
+def balanced_order(count: int, threads: int) -> np.ndarray:
+    """A permutation of ``0 .. count − 1`` whose contiguous ``threads`` slices (how ``prange``
+    splits work statically) each take every ``threads``-th set: neighbouring sets of a grid
+    cost about the same, so each thread gets a fair share of cheap and dear ones."""
+    return np.concatenate([np.arange(k, count, threads) for k in range(max(1, threads))])
+
+
 @numba.njit(cache=True)
 def j_full(t: int, edges: np.ndarray, b: int) -> bool:
     """Whether bar ``t``'s return (index ``t − 1``) lies past block ``b``."""
@@ -375,16 +382,19 @@ def divergence_sweep_nb(
     commission: float,
     slippage: float,
     stake: float,
+    order: np.ndarray,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """``rsi_divergence`` sets, one per ``prange`` iteration: the set's pivot signals (from the
-    shared RSI row of its period), then :func:`long_set_nb` over all bars."""
+    """``rsi_divergence`` sets, one per ``prange`` iteration (in ``order``, see
+    :func:`balanced_order`): the set's pivot signals (from the shared RSI row of its period),
+    then :func:`long_set_nb` over all bars."""
     n = close.shape[0]
     n_sets = rsi_row.shape[0]
     n_blocks = edges.shape[0] - 1
     acc = np.empty((n_sets, A_FIELDS))
     block_sum = np.zeros((n_sets, n_blocks))
     block_sumsq = np.zeros((n_sets, n_blocks))
-    for s in numba.prange(n_sets):
+    for i in numba.prange(n_sets):
+        s = order[i]
         entry, exit_ = divergence_signals_nb(
             low, high, rsi_table[rsi_row[s]], pivot_window[s], max_gap[s], warmup[s]
         )
@@ -433,16 +443,18 @@ def grid_sweep_nb(
     cash: float,
     commission: float,
     slippage: float,
+    order: np.ndarray,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """``grid`` sets, one per ``prange`` iteration: the fast engine's order-book simulation,
-    then its equity curve and fills folded into the figures (the curve is one set's, per
-    thread, and freed before the next)."""
+    """``grid`` sets, one per ``prange`` iteration (in ``order``, see :func:`balanced_order`):
+    the fast engine's order-book simulation, then its equity curve and fills folded into the
+    figures (the curve is one set's, per thread, and freed before the next)."""
     n_sets = levels.shape[0]
     n_blocks = edges.shape[0] - 1
     acc = np.empty((n_sets, A_FIELDS))
     block_sum = np.zeros((n_sets, n_blocks))
     block_sumsq = np.zeros((n_sets, n_blocks))
-    for s in numba.prange(n_sets):
+    for i in numba.prange(n_sets):
+        s = order[i]
         equity, position, _, fills, _ = simulate_grid_nb(
             open_,
             high,
