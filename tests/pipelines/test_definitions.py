@@ -7,6 +7,7 @@ import json
 import os
 import subprocess
 import sys
+from datetime import timedelta
 from pathlib import Path
 
 from dagster import (
@@ -16,6 +17,7 @@ from dagster import (
     DailyPartitionsDefinition,
     Definitions,
     DynamicPartitionsDefinition,
+    FreshnessPolicy,
     IdentityPartitionMapping,
     Jitter,
     MultiPartitionMapping,
@@ -147,6 +149,10 @@ def test_candle_assets_carry_the_orchestration_contract(defs: Definitions) -> No
     assert retry is not None and retry.max_retries == 3
     assert retry.backoff == Backoff.EXPONENTIAL and retry.jitter == Jitter.PLUS_MINUS
     assert candles.code_version is not None
+    # Yesterday's candles are expected by 02:00 UTC, since the 00:15 UTC nightly tick.
+    assert candles.freshness_policy == FreshnessPolicy.cron(
+        deadline_cron="0 2 * * *", lower_bound_delta=timedelta(hours=1, minutes=45)
+    )
 
     candle_checks = [
         spec
@@ -184,6 +190,10 @@ def test_backtest_assets_carry_the_orchestration_contract(defs: Definitions) -> 
     retry = assets_def.op.retry_policy
     assert retry is not None and retry.backoff == Backoff.EXPONENTIAL
     assert runs.code_version is not None and board.code_version is not None
+    # Re-ranked by 03:00 UTC, since the 01:30 UTC nightly refresh.
+    assert board.freshness_policy == FreshnessPolicy.cron(
+        deadline_cron="0 3 * * *", lower_bound_delta=timedelta(hours=1, minutes=30)
+    )
 
     backtest_checks = [
         spec

@@ -404,6 +404,17 @@ def test_webserver_serves_the_asset_graph_and_partitions(
     ]
     assert all(c["blocking"] for c in checks)
 
+    # Dagster's freshness daemon evaluates the FreshnessPolicy: candles just ingested are fresh.
+    def freshness() -> str | None:
+        node = deployment.graphql(
+            '{ assetNodeOrError(assetKey: {path: ["candles_1m"]}) '
+            "{ ... on AssetNode { freshnessStatusInfo { freshnessStatus } } } }"
+        )["assetNodeOrError"]
+        status = (node["freshnessStatusInfo"] or {}).get("freshnessStatus")
+        return None if status in (None, "UNKNOWN") else str(status)
+
+    assert wait_for("the freshness of candles_1m", freshness, RUN_TIMEOUT, 2.0) == "HEALTHY"
+
 
 def test_daemon_reports_healthy(deployment: Deployment) -> None:
     data = deployment.graphql(

@@ -16,6 +16,7 @@ onto its own partition.
 import base64
 import math
 from collections.abc import Mapping
+from datetime import timedelta
 from pathlib import Path
 from tempfile import TemporaryDirectory
 from typing import Any
@@ -28,6 +29,7 @@ from dagster import (
     BackfillPolicy,
     Backoff,
     DimensionPartitionMapping,
+    FreshnessPolicy,
     IdentityPartitionMapping,
     Jitter,
     MaterializeResult,
@@ -227,11 +229,18 @@ symbol, a backfill, a run by hand — once none is in progress and the stored re
 blocking checks. Unlike ``eager()`` it does not wait for every partition to exist: a new symbol
 or parameter set without results yet is simply not ranked until it has some."""
 
+LEADERBOARD_FRESH_BY = FreshnessPolicy.cron(
+    deadline_cron="0 3 * * *", lower_bound_delta=timedelta(hours=1, minutes=30), timezone="UTC"
+)
+"""Re-ranked by 03:00 UTC on the window ending today: materialised since the 01:30 UTC nightly
+backtest refresh (nightly_backtest_schedule), which ranks at its end."""
+
 
 @asset(
     deps=[backtest_runs],
     group_name="backtests",
     automation_condition=AFTER_BACKTESTS,
+    freshness_policy=LEADERBOARD_FRESH_BY,
     kinds={"python", "postgres"},
     code_version="1",
     description=f"The best {LEADERBOARD_TOP} stored backtest runs per symbol and strategy by "

@@ -18,6 +18,7 @@ from dagster import (
     AutomationCondition,
     Backoff,
     Failure,
+    FreshnessPolicy,
     Jitter,
     MaterializeResult,
     MetadataValue,
@@ -68,6 +69,13 @@ materialised (yesterday always, a new symbol's recent days, a day whose run cras
 latest run failed, and is not being run now. The automation sensor turns a tick's partitions
 into one backfill, which the backfill policy cuts into range runs."""
 
+CANDLES_FRESH_BY = FreshnessPolicy.cron(
+    deadline_cron="0 2 * * *", lower_bound_delta=timedelta(hours=1, minutes=45), timezone="UTC"
+)
+"""Yesterday's candles are in by 02:00 UTC: some day was materialised since the 00:15 UTC tick.
+Dagster's freshness daemon evaluates it; the UI shows the asset stale (and an alert can fire)
+when the nightly ingestion did not run or failed every retry."""
+
 
 @contextmanager
 def fail_fast_on_bad_input(
@@ -91,6 +99,7 @@ def fail_fast_on_bad_input(
     ),
     group_name="ingestion",
     automation_condition=NIGHTLY_INGESTION,
+    freshness_policy=CANDLES_FRESH_BY,
     kinds={"python", "postgres"},
     code_version="1",
     description="1m candles of one UTC day of one symbol, as the source delivered them; gaps are "
