@@ -21,6 +21,7 @@ from dagster import (
     ExecuteInProcessResult,
     SensorResult,
     SkipReason,
+    TableMetadataValue,
     build_schedule_context,
     build_sensor_context,
     evaluate_automation_conditions,
@@ -158,7 +159,13 @@ def test_every_param_set_on_both_symbols_is_one_run_and_a_rerun_keeps_one_result
         assert meta["sharpe_ratio"] == pytest.approx(stored.result.metrics["sharpe_ratio"])
         assert meta["bars"] == WINDOW_DAYS * 24 and meta["cached"] is False
         assert meta["runs"] == 6 and meta["cached_runs"] == 0
-        assert all(slug in meta["headline_metrics"] for slug in SLUGS)
+        headline = [r.data for r in meta["headline_metrics"].records]
+        assert {(r["symbol"], r["param_set"]) for r in headline} == {
+            (s, p) for s in SYMBOLS for p in SLUGS
+        }
+        sharpes = [r["sharpe_ratio"] for r in headline]  # best first, undefined (None) last
+        defined = [v for v in sharpes if v is not None]
+        assert sharpes == sorted(defined, reverse=True) + [None] * (len(sharpes) - len(defined))
         assert "SYNTHETIC" in meta["data_warning"]
     (best,) = [p for p, meta in metadata.items() if "equity_curve" in meta]
     assert metadata[best]["equity_curve"].startswith("![equity curve of")
@@ -169,16 +176,19 @@ def test_every_param_set_on_both_symbols_is_one_run_and_a_rerun_keeps_one_result
         "equity_matches_trades": (True, AssetCheckSeverity.ERROR),
     }
 
-    # The leaderboard lists each symbol's slugs in ranking order, best first.
+    # The leaderboard is a typed table (sortable in the UI) in ranking order, best first.
     board = results.leaderboard(metric="sharpe_ratio")
     (event,) = first.asset_materializations_for_node("strategy_leaderboard")
-    leaderboard = event.metadata["leaderboard"].value
-    assert isinstance(leaderboard, str)
-    rows = leaderboard.splitlines()
+    leaderboard = event.metadata["leaderboard"]
+    assert isinstance(leaderboard, TableMetadataValue) and leaderboard.schema is not None
+    types = {column.name: column.type for column in leaderboard.schema.columns}
+    assert types["sharpe_ratio"] == "float" and types["rank"] == "int"
+    assert types["trade_count"] == "int" and types["window_start"] == "datetime"
+    order = ["symbol", "strategy", "rank", "slug"]
+    shown = [tuple(r.data[c] for c in order) for r in leaderboard.records]
+    assert shown == list(board[order].itertuples(index=False, name=None))
     for symbol in SYMBOLS:
-        ranked = board[board["symbol"] == symbol]["slug"].tolist()
-        line = [next(i for i, row in enumerate(rows) if symbol in row and s in row) for s in ranked]
-        assert sorted(ranked) == sorted(SLUGS) and line == sorted(line)
+        assert sorted(s for sym, _, _, s in shown if sym == symbol) == sorted(SLUGS)
     assert event.metadata["rows"].value == 6
 
     # Again: the same six results (overwritten, not duplicated), now served from the cache.

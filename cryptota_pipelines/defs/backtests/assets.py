@@ -54,6 +54,7 @@ from cryptota_pipelines.defs.ingestion.assets import (
     fail_fast_on_bad_input,
 )
 from cryptota_pipelines.keys import CANDLES_1M
+from cryptota_pipelines.metadata import frame_table
 from cryptota_pipelines.partitions import (
     BACKTEST_PARTITIONS,
     SYMBOL_DIMENSION,
@@ -195,15 +196,17 @@ def run_summary(
         "interval": window.interval,
         "fingerprints": ", ".join(f"{symbol}:{fp}" for symbol, fp in fingerprints.items()),
         "exchange": ", ".join(exchanges),
-        "headline_metrics": MetadataValue.md(headline_table(keys, runs)),
+        "headline_metrics": frame_table(headline_frame(keys, runs)),
     }
+    if len(runs) > SUMMARY_ROWS:
+        metadata["headline_shown"] = f"best {SUMMARY_ROWS} of {len(runs)} runs by Sharpe ratio"
     if "synthetic" in exchanges:
         metadata["data_warning"] = "SYNTHETIC: backtested on simulated candles, not Binance data"
     return metadata
 
 
-def headline_table(keys: Mapping[str, BacktestKey], runs: Mapping[str, StoredRun]) -> str:
-    """Markdown: the best :data:`SUMMARY_ROWS` runs by Sharpe ratio with their headline metrics."""
+def headline_frame(keys: Mapping[str, BacktestKey], runs: Mapping[str, StoredRun]) -> pd.DataFrame:
+    """The best :data:`SUMMARY_ROWS` runs by Sharpe ratio with their headline metrics."""
     ordered = sorted(runs, key=lambda partition: _rank_value(runs[partition]), reverse=True)
     rows = [
         {
@@ -214,10 +217,7 @@ def headline_table(keys: Mapping[str, BacktestKey], runs: Mapping[str, StoredRun
         }
         for p in ordered[:SUMMARY_ROWS]
     ]
-    table = pd.DataFrame(rows).to_markdown(index=False, floatfmt=".4f", missingval="—")
-    if len(ordered) > SUMMARY_ROWS:
-        table += f"\n\nBest {SUMMARY_ROWS} of {len(ordered)} runs by Sharpe ratio."
-    return table
+    return pd.DataFrame(rows, columns=["symbol", "param_set", *HEADLINE_METRICS, "cached"])
 
 
 AFTER_BACKTESTS = (
@@ -251,16 +251,18 @@ def strategy_leaderboard(
 ) -> MaterializeResult:
     """Rank the stored runs with the results store's leaderboard and show it."""
     board = results_store.store().leaderboard(metric=LEADERBOARD_METRIC, top=LEADERBOARD_TOP)
-    return MaterializeResult(
-        metadata={
-            "dagster/row_count": len(board),
-            "rows": len(board),
-            "metric": LEADERBOARD_METRIC,
-            "top_param_set": best_per_symbol(board),
-            "leaderboard": MetadataValue.md(
-                board[_LEADERBOARD_SHOWN].to_markdown(index=False, floatfmt=".4f", missingval="—")
-                if len(board)
-                else "No backtest runs stored yet: materialise backtest_runs first."
-            ),
-        }
-    )
+    return MaterializeResult(metadata=leaderboard_metadata(board))
+
+
+def leaderboard_metadata(board: pd.DataFrame) -> dict[str, Any]:
+    """The ranking as a sortable table, its size and each symbol's best parameter set."""
+    metadata: dict[str, Any] = {
+        "dagster/row_count": len(board),
+        "rows": len(board),
+        "metric": LEADERBOARD_METRIC,
+        "top_param_set": best_per_symbol(board),
+        "leaderboard": frame_table(board[_LEADERBOARD_SHOWN]),
+    }
+    if board.empty:
+        metadata["hint"] = "No backtest runs stored yet: materialise backtest_runs first."
+    return metadata

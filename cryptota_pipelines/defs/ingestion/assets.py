@@ -21,7 +21,6 @@ from dagster import (
     FreshnessPolicy,
     Jitter,
     MaterializeResult,
-    MetadataValue,
     RetryPolicy,
     asset,
 )
@@ -30,6 +29,8 @@ from cryptota_core.errors import ConfigError, DataError, InvalidInputError
 from cryptota_core.ingest import IngestReport, ingest_series
 from cryptota_core.market.frame import SeriesKey
 from cryptota_core.storage.candle_store import BASE_INTERVAL
+from cryptota_core.storage.schema import candles
+from cryptota_pipelines.metadata import column_schema, frame_table
 from cryptota_pipelines.partitions import (
     CANDLE_BACKFILL_POLICY,
     CANDLE_PARTITIONS,
@@ -47,6 +48,9 @@ EXCHANGE_POOL = "binance"
 
 NOT_RETRYABLE: tuple[type[Exception], ...] = (ConfigError, InvalidInputError, DataError)
 """Errors a retry cannot fix (bad settings, bad symbol, data failing validation)."""
+
+SHOWN_GAPS = 50
+"""At most this many gaps are listed in a materialisation's ``gap_list`` (``gaps`` counts all)."""
 
 NIGHTLY_INGESTION_CRON = "15 0 * * *"
 """00:15 UTC, once yesterday's last candle has closed (and the exchange has published it)."""
@@ -100,6 +104,7 @@ def fail_fast_on_bad_input(
     group_name="ingestion",
     automation_condition=NIGHTLY_INGESTION,
     freshness_policy=CANDLES_FRESH_BY,
+    metadata={"dagster/column_schema": column_schema(candles)},
     kinds={"python", "postgres"},
     code_version="1",
     description="1m candles of one UTC day of one symbol, as the source delivered them; gaps are "
@@ -158,8 +163,7 @@ def ingestion_metadata(
             f"SYNTHETIC: simulated candles (seed {market.synthetic_seed}), not Binance market data"
         )
     if gaps:
-        metadata["gap_list"] = MetadataValue.md(
-            "| symbol | first missing | last missing |\n|---|---|---|\n"
-            + "\n".join(f"| {s} | {a.isoformat()} | {b.isoformat()} |" for s, a, b in gaps[:50])
+        metadata["gap_list"] = frame_table(
+            pd.DataFrame(gaps[:SHOWN_GAPS], columns=["symbol", "first_missing", "last_missing"])
         )
     return metadata
