@@ -9,11 +9,22 @@ variable's name, never its value.
 
 from __future__ import annotations
 
+import json
+import tempfile
 from typing import Any, Literal
 
 import pandas as pd
-from dagster import ConfigurableResource, EnvVar, InitResourceContext
+from dagster import (
+    ConfigurableIOManagerFactory,
+    ConfigurableResource,
+    EnvVar,
+    InitResourceContext,
+    InputContext,
+    OutputContext,
+    UPathIOManager,
+)
 from pydantic import Field, PrivateAttr
+from upath import UPath
 
 from cryptota_core.backtest.runs import (
     BacktestWindow,
@@ -192,6 +203,40 @@ class BacktestConfigResource(ConfigurableResource):
         return expand_param_grids(self.strategy_grids)
 
 
+class JsonIOManager(ConfigurableIOManagerFactory):
+    """Step outputs as JSON files, for jobs whose steps run in other processes or on other
+    machines (``distributed_backtest_job`` on Celery workers).
+
+    Dagster's default IO manager pickles outputs, and nothing here reads back a pickle (DESIGN
+    §8); the values these jobs pass between steps are small plain data (which partitions a step
+    covers), so JSON is enough and an output that is not JSON fails where it is written. The
+    files live under the instance's storage directory, the volume the Dagster containers and
+    the workers share (docker-compose.yml), unless ``base_dir`` says otherwise."""
+
+    base_dir: str | None = Field(
+        default=None, description="Where the files go; default: the instance's storage directory."
+    )
+
+    def create_io_manager(self, context: InitResourceContext) -> UPathIOManager:
+        if self.base_dir:
+            base = self.base_dir
+        elif context.instance is not None:
+            base = context.instance.storage_directory()
+        else:
+            base = tempfile.mkdtemp(prefix="cryptota-json-io-")
+        return _JsonFiles(base_path=UPath(base))
+
+
+class _JsonFiles(UPathIOManager):
+    extension = ".json"
+
+    def dump_to_path(self, context: OutputContext, obj: Any, path: UPath) -> None:
+        path.write_text(json.dumps(obj, allow_nan=False))
+
+    def load_from_path(self, context: InputContext, path: UPath) -> Any:
+        return json.loads(path.read_text())
+
+
 def resources_from_settings(settings: Settings) -> dict[str, Any]:
     """The resources of the code location, configured from CryptoTA's settings.
 
@@ -230,4 +275,6 @@ def resources_from_settings(settings: Settings) -> dict[str, Any]:
             strategy_grids=settings.strategy_grids,
             reoptimize_after_days=settings.reoptimize_after_days,
         ),
+        # Step outputs of the jobs whose steps run elsewhere (distributed_backtest_job).
+        "json_io_manager": JsonIOManager(),
     }

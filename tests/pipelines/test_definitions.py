@@ -82,6 +82,7 @@ def test_definitions_import_without_environment_does_no_io(tmp_path: Path) -> No
             "backtest_job",
             "candle_ingestion_job",
             "candle_retention_job",
+            "distributed_backtest_job",
             "results_retention_job",
         ],
         "schedules": [

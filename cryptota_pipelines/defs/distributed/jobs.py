@@ -1,0 +1,214 @@
+"""``distributed_backtest_job``: the ``backtest_runs`` partitions of one run as many steps, run by
+Celery workers.
+
+Executors distribute *steps*, and Dagster runs one partitioned asset in one run as one step:
+``backtest_runs`` (single-run backfill policy) refreshes every symbol × parameter set in a single
+step on a single machine. This job is the scale-out path for the same work. Its first step,
+``plan_backtest_shards``, fixes the partitions and the window once and cuts them into shards of
+one symbol and at most ``partitions_per_step`` parameter sets (one candle read per shard);
+``backtest_shard`` is mapped over the shards, one step each, and the Celery executor hands each
+step to whichever worker is free: N workers run N shards at once.
+
+A shard step calls what the asset calls (:func:`~cryptota_core.backtest.runs.run_many`: the same
+engine, the same saves keyed by partition, the run id recorded) and records one
+``AssetMaterialization`` of ``backtest_runs`` per partition with the asset's own partition
+metadata, so the asset's partition status, its lineage and the leaderboard's automation condition
+see these results as they see the asset's. The asset's blocking checks run with ``backtest_job``,
+not here.
+
+``parameter_optimization`` (one step per symbol) joins by mapping one more op over the symbols.
+"""
+
+from collections.abc import Iterator, Sequence
+from typing import Any
+
+import pandas as pd
+from dagster import (
+    AssetMaterialization,
+    Backoff,
+    Config,
+    DynamicOut,
+    DynamicOutput,
+    Jitter,
+    OpExecutionContext,
+    RetryPolicy,
+    job,
+    op,
+)
+from pydantic import BaseModel, Field
+
+from cryptota_core.backtest.runs import BacktestWindow, run_many
+from cryptota_core.errors import InvalidInputError, NoDataError
+from cryptota_pipelines.defs.backtests.assets import run_metadata
+from cryptota_pipelines.defs.ingestion.assets import NOT_RETRYABLE, fail_fast_on_bad_input
+from cryptota_pipelines.executors import cryptota_celery_executor
+from cryptota_pipelines.keys import BACKTEST_RUNS
+from cryptota_pipelines.partitions import (
+    PARAM_SETS_PARTITIONS,
+    SYMBOLS_PARTITIONS,
+    backtest_partition_key,
+)
+from cryptota_pipelines.resources import (
+    BacktestCacheResource,
+    BacktestConfigResource,
+    CandleStoreResource,
+    ResultsStoreResource,
+    RunLoggingResource,
+)
+
+DEFAULT_PARTITIONS_PER_STEP = 8
+"""A step backtests at most this many parameter sets of one symbol: a few seconds of work on the
+fast engine, long enough that a step's start-up is a small part of it, short enough that a
+refresh of the default grid on two symbols is several steps."""
+
+
+class BacktestSelection(Config):
+    """Which ``backtest_runs`` partitions the run covers, and how finely they are cut."""
+
+    symbols: list[str] | None = Field(
+        default=None, description="Symbols to backtest; default: every `symbols` partition."
+    )
+    param_sets: list[str] | None = Field(
+        default=None,
+        description="Parameter-set slugs to backtest; default: every `param_sets` partition.",
+    )
+    partitions_per_step: int = Field(
+        default=DEFAULT_PARTITIONS_PER_STEP,
+        description="At most this many parameter sets (of one symbol) per step: smaller means "
+        "more, shorter steps spread over more workers.",
+    )
+
+
+class BacktestShard(BaseModel):
+    """One step's share of a run: parameter sets of one symbol on the run's window. Passed
+    between steps as JSON."""
+
+    symbol: str
+    param_sets: list[str]
+    interval: str
+    start: str
+    end: str
+
+    def window(self) -> BacktestWindow:
+        return BacktestWindow(self.interval, pd.Timestamp(self.start), pd.Timestamp(self.end))
+
+
+def choose(requested: Sequence[str] | None, registered: Sequence[str], what: str) -> list[str]:
+    """``requested`` (all of ``registered`` when None), each of which must be registered."""
+    if not registered:
+        sensor = "symbol_universe_sensor" if what == SYMBOLS_PARTITIONS else "param_set_sensor"
+        raise InvalidInputError(f"no {what} partitions yet: turn on {sensor} first")
+    if requested is None:
+        return list(registered)
+    unknown = [name for name in requested if name not in registered]
+    if unknown or not requested:
+        shown = repr(unknown[0]) if unknown else "an empty list"
+        raise InvalidInputError(
+            f"{what}: {shown} is not a {what} partition; use some of {', '.join(registered)}"
+        )
+    return list(dict.fromkeys(requested))
+
+
+def shard(
+    symbols: Sequence[str], param_sets: Sequence[str], per_step: int
+) -> list[tuple[str, list[str]]]:
+    """Cut symbols × parameter sets into (symbol, up to ``per_step`` parameter sets) shards."""
+    if per_step < 1:
+        raise InvalidInputError(
+            f"partitions_per_step: {per_step} is not a positive number; use e.g. 8"
+        )
+    return [
+        (symbol, list(param_sets[i : i + per_step]))
+        for symbol in symbols
+        for i in range(0, len(param_sets), per_step)
+    ]
+
+
+@op(
+    out=DynamicOut(dict, io_manager_key="json_io_manager"),
+    description="Fix the run's backtest_runs partitions and window, and cut them into shards of "
+    "one symbol each.",
+)
+def plan_backtest_shards(
+    context: OpExecutionContext,
+    config: BacktestSelection,
+    run_logging: RunLoggingResource,
+    backtest_config: BacktestConfigResource,
+) -> Iterator[DynamicOutput[dict[str, Any]]]:
+    """One output per shard, keyed ``<symbol>_<n>``. The window is taken here, once, so every
+    step of the run backtests the same candles even when the run crosses midnight UTC."""
+    instance = context.instance
+    with fail_fast_on_bad_input():
+        symbols = choose(
+            config.symbols, instance.get_dynamic_partitions(SYMBOLS_PARTITIONS), SYMBOLS_PARTITIONS
+        )
+        slugs = choose(
+            config.param_sets,
+            instance.get_dynamic_partitions(PARAM_SETS_PARTITIONS),
+            PARAM_SETS_PARTITIONS,
+        )
+        shards = shard(symbols, slugs, config.partitions_per_step)
+    window = backtest_config.window()
+    numbers: dict[str, int] = {}
+    for symbol, param_sets in shards:
+        numbers[symbol] = numbers.get(symbol, -1) + 1
+        todo = BacktestShard(
+            symbol=symbol,
+            param_sets=param_sets,
+            interval=window.interval,
+            start=window.start.isoformat(),
+            end=window.end.isoformat(),
+        )
+        yield DynamicOutput(todo.model_dump(), mapping_key=f"{symbol}_{numbers[symbol]}")
+    context.log.info(
+        f"{len(symbols) * len(slugs)} partitions in {len(shards)} steps, window "
+        f"{window.start.isoformat()} .. {window.end.isoformat()} at {window.interval}"
+    )
+
+
+@op(
+    retry_policy=RetryPolicy(
+        max_retries=2, delay=30, backoff=Backoff.EXPONENTIAL, jitter=Jitter.PLUS_MINUS
+    ),
+    description="Backtest one shard's parameter sets on its symbol, store each result and record "
+    "each as a backtest_runs partition.",
+)
+def backtest_shard(
+    context: OpExecutionContext,
+    shard: dict[str, Any],
+    run_logging: RunLoggingResource,
+    candle_store: CandleStoreResource,
+    results_store: ResultsStoreResource,
+    backtest_cache: BacktestCacheResource,
+) -> None:
+    """``run_many`` on the shard, then one materialisation per partition. A retry, or a run of the
+    step again after its worker died, stores each partition again in place: one copy each."""
+    todo = BacktestShard.model_validate(shard)
+    # Missing candles are the operator's to ingest: retrying in a minute would not find them.
+    with fail_fast_on_bad_input((*NOT_RETRYABLE, NoDataError)):
+        stored = run_many(
+            candle_store.store(),
+            results_store.store(),
+            [(todo.symbol, slug) for slug in todo.param_sets],
+            window=todo.window(),
+            cache=backtest_cache.cache(),
+            run_id=context.run.run_id,
+        )
+    for slug, run in zip(todo.param_sets, stored, strict=True):
+        context.log_event(
+            AssetMaterialization(
+                asset_key=BACKTEST_RUNS,
+                partition=backtest_partition_key(todo.symbol, slug),
+                metadata=run_metadata(run),
+            )
+        )
+
+
+@job(
+    executor_def=cryptota_celery_executor,
+    description="backtest_runs partitions (default: all of them) as one step per symbol and "
+    "batch of parameter sets, executed by Celery workers (CRYPTOTA_CELERY_BROKER_URL; start "
+    "workers with `dagster-celery worker start -A dagster_celery.app -y celery.yaml`).",
+)
+def distributed_backtest_job() -> None:
+    plan_backtest_shards().map(backtest_shard)
