@@ -9,6 +9,7 @@ under ``defs/<domain>/`` is all it takes to add its assets, checks, jobs, schedu
 from pathlib import Path
 
 import dagster as dg
+from sqlalchemy.engine import make_url
 
 from cryptota_core.settings import Settings, load_settings
 from cryptota_pipelines.resources import resources_from_settings
@@ -16,10 +17,19 @@ from cryptota_pipelines.resources import resources_from_settings
 
 def build_defs(settings: Settings) -> dg.Definitions:
     """The code location for ``settings``: tests, the demo and the benchmarks build their own."""
+    store = storage_kind(settings)
     return dg.Definitions.merge(
         dg.load_from_defs_folder(path_within_project=Path(__file__).parent),
         dg.Definitions(resources=resources_from_settings(settings)),
-    )
+    ).map_asset_specs(func=lambda spec: spec.merge_attributes(kinds={store}))
+
+
+def storage_kind(settings: Settings) -> str:
+    """The kind every asset gets for where it writes: ``sqlite`` for the embedded default,
+    ``postgres`` for PostgreSQL and TimescaleDB (an extension of it; whether it is installed is
+    only known once connected, and the code location never connects while it loads)."""
+    backend = make_url(settings.resolved_database_url).get_backend_name()
+    return "sqlite" if backend == "sqlite" else "postgres"
 
 
 @dg.definitions

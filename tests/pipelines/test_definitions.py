@@ -213,3 +213,18 @@ def test_auto_source_opens_binance_without_network_or_synthetic_fallback() -> No
     """Scheduled runs must never swap in simulated candles because Binance was unreachable."""
     assert MarketSourceResource(source_name="auto").source().exchange == "binance"
     assert MarketSourceResource(source_name="synthetic").source().exchange == "synthetic"
+
+
+def test_kinds_say_where_the_assets_write(defs: Definitions, sqlite_url: str) -> None:
+    """PostgreSQL (or TimescaleDB) in production, the SQLite file of the embedded default."""
+    from cryptota_core.settings import load_settings
+    from cryptota_pipelines.definitions import build_defs
+
+    def kinds(location: Definitions) -> dict[str, set[str]]:
+        graph = location.get_repository_def().asset_graph
+        return {k.to_user_string(): set(graph.get(k).kinds) for k in graph.get_all_asset_keys()}
+
+    production = kinds(defs)  # CRYPTOTA_DATABASE_URL: the throwaway PostgreSQL
+    assert production and all(v == {"python", "postgres"} for v in production.values())
+    embedded = kinds(build_defs(load_settings(database_url=sqlite_url)))
+    assert embedded and all(v == {"python", "sqlite"} for v in embedded.values())

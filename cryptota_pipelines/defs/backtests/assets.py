@@ -109,7 +109,7 @@ _LEADERBOARD_SHOWN = [
         max_retries=2, delay=30, backoff=Backoff.EXPONENTIAL, jitter=Jitter.PLUS_MINUS
     ),
     group_name="backtests",
-    kinds={"python", "postgres"},
+    kinds={"python"},  # + where it writes, from the settings (definitions.py)
     code_version="1",
     description="One parameter set backtested on one symbol over the configured window "
     "(CRYPTOTA_BACKTEST_DAYS full UTC days at CRYPTOTA_BACKTEST_INTERVAL) with backtrader; "
@@ -241,7 +241,7 @@ backtest refresh (nightly_backtest_schedule), which ranks at its end."""
     group_name="backtests",
     automation_condition=AFTER_BACKTESTS,
     freshness_policy=LEADERBOARD_FRESH_BY,
-    kinds={"python", "postgres"},
+    kinds={"python"},  # + where it writes, from the settings (definitions.py)
     code_version="1",
     description=f"The best {LEADERBOARD_TOP} stored backtest runs per symbol and strategy by "
     "Sharpe ratio (undefined ranks last).",

@@ -105,7 +105,7 @@ def fail_fast_on_bad_input(
     automation_condition=NIGHTLY_INGESTION,
     freshness_policy=CANDLES_FRESH_BY,
     metadata={"dagster/column_schema": column_schema(candles)},
-    kinds={"python", "postgres"},
+    kinds={"python"},  # + where it writes, from the settings (definitions.py)
     code_version="1",
     description="1m candles of one UTC day of one symbol, as the source delivered them; gaps are "
     "recorded, never filled.",

@@ -38,7 +38,7 @@ do."""
     backfill_policy=CANDLE_BACKFILL_POLICY,
     group_name="rollups",
     automation_condition=AFTER_CANDLES,
-    kinds={"python", "postgres"},
+    kinds={"python"},  # + where it writes, from the settings (definitions.py)
     code_version="1",
     description="15m, 1h, 4h and 1d candles of the day, built from candles_1m by the store.",
 )
