@@ -8,6 +8,7 @@ sortable by any column (a Markdown table is text and sorts by nothing).
 
 from __future__ import annotations
 
+import base64
 import json
 from collections.abc import Mapping
 from datetime import date, datetime
@@ -90,3 +91,10 @@ def _cell(value: Any) -> str | int | float | bool | None:
     if isinstance(value, int | np.integer):
         return int(value)
     return finite_or_none(value)
+
+
+def png_markdown(png: bytes, alt: str) -> MetadataValue:
+    """A PNG inlined in Markdown metadata, which the UI shows as a picture (the Agg plots of
+    the core: equity curves, objective heatmaps, walk-forward equity)."""
+    encoded = base64.b64encode(png).decode("ascii")
+    return MetadataValue.md(f"![{alt}](data:image/png;base64,{encoded})")
