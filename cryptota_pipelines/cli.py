@@ -23,10 +23,6 @@ from cryptota_core.settings import load_settings
 def demo_command(days: int) -> None:
     """The main job on the embedded default: ingest the last DAYS days of 1m candles for the
     configured symbols, build rollups, backtest every configured parameter set, rank them."""
-    import warnings
-
-    # backfill_policy and MultiPartitionMapping are beta in Dagster 1.13; we use them knowingly.
-    warnings.filterwarnings("ignore", message=".*is currently in beta.*")
     from cryptota_pipelines.demo import run_demo
 
     settings = load_settings()
