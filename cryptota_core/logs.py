@@ -3,9 +3,9 @@
 The core logs through the standard ``logging`` module with structured fields passed as ``extra``;
 this module decides how records look: readable console lines locally, JSON lines in production
 (``CRYPTOTA_LOG_FORMAT=json``). Every record carries the orchestrator's run id once one is bound
-(:func:`bind_run_id`, called by the Dagster resources when a run starts), so a line in a log
-aggregator leads back to its run. Inside Dagster the same records also reach the run's event log
-through ``python_logs`` in ``dagster.yaml``.
+(:func:`bind_run_id`, called at the start of every step by the Dagster code location's
+``run_logging`` resource), so a line in a log aggregator leads back to its run. Inside Dagster
+the same records also reach the run's event log through ``python_logs`` in ``dagster.yaml``.
 """
 
 from __future__ import annotations
