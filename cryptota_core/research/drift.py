@@ -4,9 +4,10 @@ The expectation is the walk-forward's out-of-sample Sharpe ratios of the same st
 series — what the strategy delivered on data it was not fitted to, window after window. The
 current best parameters are backtested over the last ``days`` of candles; they have *drifted*
 when their Sharpe ratio there falls more than ``sigmas`` standard deviations (of the
-per-window out-of-sample Sharpe ratios) below the mean. With a single window there is no spread,
-so the rule is "below zero while the expectation is positive". A run with no trade has no
-Sharpe ratio and counts as 0 (it earned nothing). The check re-optimises; it never trades.
+per-window out-of-sample Sharpe ratios) below the mean. With a single window there is no spread
+to measure, so the expectation's own size stands in for it: drift is falling ``sigmas × |mean|``
+below the mean (for a positive expectation and one sigma: below zero). A run with no trade has
+no Sharpe ratio and counts as 0 (it earned nothing). The check re-optimises; it never trades.
 """
 
 from __future__ import annotations
@@ -65,9 +66,8 @@ def check_drift(
     run = run_fast_backtest(recent, strategy, dict(params), interval=interval)
     realised = finite_or_none(run.metrics.get("sharpe_ratio")) or 0.0
     mean = float(expected.mean())
-    spread = float(expected.std(ddof=1)) if expected.size > 1 else 0.0
-    single_window = 0.0 if mean > 0 else -math.inf  # no spread: "loses while it should earn"
-    threshold = mean - sigmas * spread if expected.size > 1 else single_window
+    spread = float(expected.std(ddof=1)) if expected.size > 1 else abs(mean)
+    threshold = mean - sigmas * spread
     return DriftCheck(
         strategy=run.strategy,
         slug=run.slug,

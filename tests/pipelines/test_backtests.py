@@ -8,7 +8,6 @@ from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-import pandas as pd
 import pytest
 from dagster import (
     AddDynamicPartitionsRequest,
@@ -40,15 +39,12 @@ from cryptota_pipelines.defs.backtests.assets import backtest_runs, strategy_lea
 from cryptota_pipelines.defs.backtests.checks import backtest_runs_checks
 from cryptota_pipelines.defs.backtests.schedules import (
     nightly_backtest_schedule,
-    weekly_walk_forward_schedule,
 )
-from cryptota_pipelines.defs.backtests.sensors import param_set_sensor, reoptimization_sensor
-from cryptota_pipelines.defs.ingestion.assets import candles_1m
+from cryptota_pipelines.defs.backtests.sensors import param_set_sensor
 from cryptota_pipelines.keys import STRATEGY_LEADERBOARD
 from cryptota_pipelines.partitions import (
     backtest_partition_key,
     backtest_range_tags,
-    partition_key,
 )
 from cryptota_pipelines.resources import (
     BacktestConfigResource,
@@ -349,61 +345,6 @@ def test_param_set_sensor_acts_once_per_grid_change(
     assert len(results.param_sets()) == 4
 
 
-def test_reoptimization_sensor_fires_once_per_new_days_of_candles(
-    settings: Settings, instance_with_symbols: DagsterInstance
-) -> None:
-    instance = instance_with_symbols
-    instance.add_dynamic_partitions("param_sets", SLUGS)
-    resources = resources_from_settings(settings)
-    yesterday = datetime.now(UTC).date() - timedelta(days=1)
-
-    def ingest(day: Any, symbol: str) -> None:
-        key = partition_key(day, symbol)
-        assert materialize(
-            [candles_1m], instance=instance, resources=resources, partition_key=key
-        ).success
-
-    def tick(cursor: str | None, after_days: int = 1) -> SensorResult:
-        config = BacktestConfigResource(
-            days=WINDOW_DAYS, strategy_grids=GRIDS, reoptimize_after_days=after_days
-        )
-        with build_sensor_context(
-            instance=instance, cursor=cursor, resources={"backtest_config": config}
-        ) as context:
-            result = reoptimization_sensor(context)
-        assert isinstance(result, SensorResult) and result.cursor
-        return result
-
-    ingest(yesterday - timedelta(days=2), "BTCUSDT")  # before the sensor was turned on
-    start = tick(None)
-    assert not start.run_requests
-
-    ingest(yesterday, "BTCUSDT")
-    fired = tick(start.cursor)
-    (request,) = fired.run_requests or []
-    # One run over every parameter set of the symbol.
-    assert request.tags == {
-        **backtest_range_tags(["BTCUSDT"], SLUGS),
-        "cryptota/trigger": "reoptimize",
-    }
-    assert request.run_key is not None and "BTCUSDT" in request.run_key
-    assert not tick(fired.cursor).run_requests  # no new candles, no new run
-
-    ingest(pd.Timestamp("2024-01-01").date(), "BTCUSDT")  # outside the window: not new data
-    outside = tick(fired.cursor)
-    assert not outside.run_requests
-
-    # Waiting for two new days of ETHUSDT: the first is counted, the second launches.
-    ingest(yesterday, "ETHUSDT")
-    counted = tick(outside.cursor, after_days=2)
-    assert not counted.run_requests and "ETHUSDT" in str(counted.skip_reason)
-    ingest(yesterday - timedelta(days=1), "ETHUSDT")
-    second = tick(counted.cursor, after_days=2)
-    assert [r.tags["dagster/asset_partition_range_start"] for r in second.run_requests or []] == [
-        str(backtest_partition_key("ETHUSDT", SLUGS[0]))
-    ]
-
-
 def test_backtest_schedules_ask_for_one_run_over_every_partition(
     defs: Definitions, instance: DagsterInstance
 ) -> None:
@@ -415,7 +356,7 @@ def test_backtest_schedules_ask_for_one_run_over_every_partition(
         )
         return schedule.evaluate_tick(context)
 
-    nightly, sunday = datetime(2024, 3, 20, 1, 30, tzinfo=UTC), datetime(2024, 3, 24, 3, tzinfo=UTC)
+    nightly = datetime(2024, 3, 20, 1, 30, tzinfo=UTC)
     waiting = tick(nightly_backtest_schedule, nightly)
     assert not waiting.run_requests and "symbol_universe_sensor" in (waiting.skip_message or "")
     instance.add_dynamic_partitions("symbols", SYMBOLS)
@@ -424,16 +365,11 @@ def test_backtest_schedules_ask_for_one_run_over_every_partition(
     instance.add_dynamic_partitions("param_sets", SLUGS)
 
     everything = backtest_range_tags(SYMBOLS, SLUGS)
-    for schedule, when, trigger in (
-        (nightly_backtest_schedule, nightly, "nightly"),
-        (weekly_walk_forward_schedule, sunday, "weekly"),
-    ):
-        (request,) = tick(schedule, when).run_requests
-        assert request.job_name in (None, "backtest_job")
-        assert {k: request.tags[k] for k in everything} == everything
-        assert request.tags["cryptota/trigger"] == trigger
+    (request,) = tick(nightly_backtest_schedule, nightly).run_requests
+    assert request.job_name in (None, "backtest_job")
+    assert {k: request.tags[k] for k in everything} == everything
+    assert request.tags["cryptota/trigger"] == "nightly"
     assert nightly_backtest_schedule.cron_schedule == "30 1 * * *"
-    assert weekly_walk_forward_schedule.cron_schedule == "0 3 * * 0"
 
 
 def test_results_retention_purges_only_runs_created_before_the_cutoff(

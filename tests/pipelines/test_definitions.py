@@ -67,7 +67,15 @@ def test_definitions_import_without_environment_does_no_io(tmp_path: Path) -> No
     assert done.returncode == 0, done.stderr
     loaded = json.loads(done.stdout.strip().splitlines()[-1])
     assert loaded == {
-        "assets": ["backtest_runs", "candle_rollups", "candles_1m", "strategy_leaderboard"],
+        "assets": [
+            "backtest_runs",
+            "candle_rollups",
+            "candles_1m",
+            "parameter_optimization",
+            "strategy_leaderboard",
+            "trading_signals",
+            "walk_forward_report",
+        ],
         "checks": [
             "completeness",
             "equity_matches_trades",
@@ -83,7 +91,9 @@ def test_definitions_import_without_environment_does_no_io(tmp_path: Path) -> No
             "candle_ingestion_job",
             "candle_retention_job",
             "distributed_backtest_job",
+            "optimization_job",
             "results_retention_job",
+            "walk_forward_job",
         ],
         "schedules": [
             "candle_retention_schedule",
@@ -94,6 +104,7 @@ def test_definitions_import_without_environment_does_no_io(tmp_path: Path) -> No
         "sensors": [
             "default_automation_condition_sensor",
             "param_set_sensor",
+            "performance_drift_sensor",
             "reoptimization_sensor",
             "symbol_universe_sensor",
         ],

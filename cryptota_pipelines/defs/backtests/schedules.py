@@ -68,20 +68,3 @@ def nightly_backtest_schedule(context: ScheduleEvaluationContext) -> RunRequest 
     return full_refresh_request(
         context.instance, "nightly", _tick_key("nightly", context.scheduled_execution_time)
     )
-
-
-@schedule(
-    job=backtest_job,
-    cron_schedule="0 3 * * 0",
-    execution_timezone="UTC",
-    name="weekly_walk_forward_schedule",
-    description="Sundays 03:00 UTC: the weekly re-optimisation. Today a full backtest refresh and "
-    "leaderboard in one run; walk_forward_report joins it when that asset lands.",
-)
-def weekly_walk_forward_schedule(context: ScheduleEvaluationContext) -> RunRequest | SkipReason:
-    """The weekly slot of the old service's walk-forward task. ``walk_forward_report`` does not
-    exist yet, so this runs what exists today (``backtest_job``: every backtest partition plus the
-    leaderboard); when the asset lands it joins the selection this schedule launches."""
-    return full_refresh_request(
-        context.instance, "weekly", _tick_key("weekly", context.scheduled_execution_time)
-    )

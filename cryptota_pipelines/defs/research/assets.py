@@ -1,0 +1,269 @@
+"""The research assets: ``parameter_optimization``, ``walk_forward_report`` and
+``trading_signals``, one partition per symbol.
+
+Each body is one call into :mod:`cryptota_core.research.runs` (which reads the symbol's candles
+once, runs every configured strategy and stores the results with the run id), then metadata for
+the UI: sortable tables (``MetadataValue.table``) and the objective heatmap / out-of-sample
+equity as pictures.
+"""
+
+from pathlib import Path
+from tempfile import TemporaryDirectory
+from typing import Any
+
+import pandas as pd
+from dagster import (
+    AssetDep,
+    AssetExecutionContext,
+    AutomationCondition,
+    Backoff,
+    Jitter,
+    MaterializeResult,
+    MetadataValue,
+    MultiToSingleDimensionPartitionMapping,
+    RetryPolicy,
+    asset,
+)
+
+from cryptota_core.errors import NoDataError
+from cryptota_core.numbers import finite_or_none
+from cryptota_core.research.plots import plot_heatmap, plot_walk_forward
+from cryptota_core.research.runs import (
+    StoredOptimization,
+    StoredWalkForward,
+    optimize_symbol,
+    signal_symbol,
+    walk_forward_symbol,
+)
+from cryptota_pipelines.defs.ingestion.assets import NOT_RETRYABLE, fail_fast_on_bad_input
+from cryptota_pipelines.keys import CANDLES_1M, PARAMETER_OPTIMIZATION
+from cryptota_pipelines.metadata import frame_table, png_markdown
+from cryptota_pipelines.partitions import SYMBOL_DIMENSION, symbol_partitions
+from cryptota_pipelines.resources import (
+    CandleStoreResource,
+    ResearchConfigResource,
+    ResearchStoreResource,
+    RunLoggingResource,
+)
+
+CANDLES_OF_THE_SYMBOL = MultiToSingleDimensionPartitionMapping(
+    partition_dimension_name=SYMBOL_DIMENSION
+)
+"""A symbol's research reads that symbol's candles, every day of its window."""
+
+RESEARCH_RETRY = RetryPolicy(
+    max_retries=2, delay=30, backoff=Backoff.EXPONENTIAL, jitter=Jitter.PLUS_MINUS
+)
+
+_TOP_SHOWN = [
+    "strategy",
+    "rank",
+    "slug",
+    "score",
+    "total_return",
+    "max_drawdown",
+    "trade_count",
+    "win_rate",
+    "backtrader",
+]
+
+
+@asset(
+    deps=[AssetDep(CANDLES_1M, partition_mapping=CANDLES_OF_THE_SYMBOL)],
+    partitions_def=symbol_partitions,
+    retry_policy=RESEARCH_RETRY,
+    group_name="research",
+    kinds={"python"},
+    code_version="1",
+    description="Grid search of every strategy of CRYPTOTA_OPTIMIZATION_GRIDS on the symbol's "
+    "last CRYPTOTA_OPTIMIZATION_DAYS days: one sweep ranks every set, the best re-run on "
+    "backtrader; deflated Sharpe ratio and PBO of the winner; stored in optimization_runs.",
+)
+def parameter_optimization(
+    context: AssetExecutionContext,
+    run_logging: RunLoggingResource,
+    candle_store: CandleStoreResource,
+    research_store: ResearchStoreResource,
+    research_config: ResearchConfigResource,
+) -> MaterializeResult:
+    """Optimise every configured strategy on this symbol and store each search."""
+    with fail_fast_on_bad_input((*NOT_RETRYABLE, NoDataError)):
+        stored = optimize_symbol(
+            candle_store.store(),
+            research_store.store(),
+            context.partition_key,
+            research_config.config(),
+            run_id=context.run.run_id,
+        )
+    return MaterializeResult(metadata=optimization_metadata(stored))
+
+
+def optimization_metadata(stored: list[StoredOptimization]) -> dict[str, Any]:
+    """Per strategy the winner, its DSR and the search's PBO; the top sets of every strategy as
+    one sortable table; the heatmap of the best strategy's objective."""
+    rows = []
+    summary: dict[str, Any] = {}
+    for item in stored:
+        result = item.result
+        checks = {c.slug: ("reproduced" if c.reproduced else "DIFFERS") for c in result.rechecks}
+        for record in result.top.to_dict(orient="records"):
+            rows.append(
+                {
+                    "strategy": result.strategy,
+                    "rank": int(record["rank"]),
+                    "slug": record["slug"],
+                    "score": finite_or_none(record[result.objective]),
+                    "total_return": finite_or_none(record["total_return"]),
+                    "max_drawdown": finite_or_none(record["max_drawdown"]),
+                    "trade_count": finite_or_none(record["trade_count"]),
+                    "win_rate": finite_or_none(record["win_rate"]),
+                    "backtrader": checks.get(str(record["slug"]), "-"),
+                }
+            )
+        stats = result.statistics
+        summary[f"{result.strategy}/best"] = result.best_slug
+        summary[f"{result.strategy}/score"] = result.best_score
+        summary[f"{result.strategy}/dsr"] = stats["dsr"]
+        summary[f"{result.strategy}/pbo"] = stats["pbo"]
+        summary[f"{result.strategy}/run_key"] = item.run_key
+    best = max(
+        stored,
+        key=lambda s: s.result.best_score if s.result.best_score is not None else float("-inf"),
+    )
+    metadata: dict[str, Any] = {
+        **summary,
+        "objective": best.result.objective,
+        "window": f"{best.result.sweep.candle_start} .. {best.result.sweep.candle_end}",
+        "candle_fingerprint": best.candles.fingerprint,
+        "combinations": sum(s.result.combinations for s in stored),
+        "top_sets": frame_table(pd.DataFrame(rows, columns=_TOP_SHOWN)),
+        "dagster/row_count": len(rows),
+    }
+    if len(best.result.spec.grid) >= 2:
+        with TemporaryDirectory() as tmp:
+            png = plot_heatmap(best.result, Path(tmp) / "heatmap.png").read_bytes()
+        metadata["objective_heatmap"] = png_markdown(
+            png, f"{best.result.objective} of {best.result.strategy}"
+        )
+    if best.candles.key is not None and best.candles.key.exchange == "synthetic":
+        metadata["data_warning"] = "SYNTHETIC: optimised on simulated candles, not Binance data"
+    return metadata
+
+
+@asset(
+    deps=[AssetDep(CANDLES_1M, partition_mapping=CANDLES_OF_THE_SYMBOL)],
+    partitions_def=symbol_partitions,
+    retry_policy=RESEARCH_RETRY,
+    group_name="research",
+    kinds={"python"},
+    code_version="1",
+    description="Walk-forward of every configured strategy over the symbol's last "
+    "CRYPTOTA_WALK_FORWARD_DAYS days: optimise in sample, trade the winner out of sample, roll; "
+    "stitched out-of-sample equity, efficiency, parameter stability; in walk_forward_windows.",
+)
+def walk_forward_report(
+    context: AssetExecutionContext,
+    run_logging: RunLoggingResource,
+    candle_store: CandleStoreResource,
+    research_store: ResearchStoreResource,
+    research_config: ResearchConfigResource,
+) -> MaterializeResult:
+    """Walk every configured strategy forward on this symbol and store the windows."""
+    with fail_fast_on_bad_input((*NOT_RETRYABLE, NoDataError)):
+        stored = walk_forward_symbol(
+            candle_store.store(),
+            research_store.store(),
+            context.partition_key,
+            research_config.config(),
+            run_id=context.run.run_id,
+        )
+    return MaterializeResult(metadata=walk_forward_metadata(stored))
+
+
+def walk_forward_metadata(stored: list[StoredWalkForward]) -> dict[str, Any]:
+    """Every window of every strategy as one sortable table, the headline statistics per
+    strategy, and the stitched out-of-sample equity of the best one."""
+    frames = []
+    summary: dict[str, Any] = {}
+    for item in stored:
+        result = item.result
+        frame = result.windows_frame()
+        frame.insert(0, "strategy", result.strategy)
+        frames.append(frame)
+        stats = result.statistics
+        summary[f"{result.strategy}/oos_total_return"] = stats["oos_total_return"]
+        summary[f"{result.strategy}/walk_forward_efficiency"] = stats["walk_forward_efficiency"]
+        summary[f"{result.strategy}/profitable_windows"] = stats["profitable_windows"]
+        summary[f"{result.strategy}/modal_slug"] = stats["modal_slug"]
+        summary[f"{result.strategy}/run_key"] = item.run_key
+    best = max(stored, key=lambda s: s.result.statistics["oos_total_return"] or float("-inf"))
+    with TemporaryDirectory() as tmp:
+        png = plot_walk_forward(best.result, Path(tmp) / "walk_forward.png").read_bytes()
+    windows = pd.concat(frames, ignore_index=True)
+    return {
+        **summary,
+        "windows": frame_table(windows),
+        "dagster/row_count": len(windows),
+        "out_of_sample_equity": png_markdown(
+            png, f"out-of-sample equity of {best.result.strategy}"
+        ),
+        "candle_fingerprint": best.candles.fingerprint,
+    }
+
+
+@asset(
+    deps=[
+        AssetDep(CANDLES_1M, partition_mapping=CANDLES_OF_THE_SYMBOL),
+        AssetDep(PARAMETER_OPTIMIZATION),
+    ],
+    partitions_def=symbol_partitions,
+    retry_policy=RESEARCH_RETRY,
+    group_name="research",
+    kinds={"python"},
+    code_version="1",
+    automation_condition=AutomationCondition.eager(),
+    description="The latest signal of each strategy's current best parameters on the symbol "
+    "(the orders it placed after the last closed candle) as paper_orders, once per candle.",
+)
+def trading_signals(
+    context: AssetExecutionContext,
+    run_logging: RunLoggingResource,
+    candle_store: CandleStoreResource,
+    research_store: ResearchStoreResource,
+    research_config: ResearchConfigResource,
+) -> MaterializeResult:
+    """Evaluate the current best parameters on the newest candles and place paper orders."""
+    with fail_fast_on_bad_input((*NOT_RETRYABLE, NoDataError)):
+        orders, placed = signal_symbol(
+            candle_store.store(),
+            research_store.store(),
+            context.partition_key,
+            research_config.config(),
+            run_id=context.run.run_id,
+        )
+    table = pd.DataFrame(
+        [
+            {
+                "strategy": o.strategy,
+                "slug": o.slug,
+                "signal_time": o.signal_time,
+                "side": o.side,
+                "order_type": o.order_type,
+                "price": o.price,
+                "size": o.size,
+            }
+            for o in orders
+        ],
+        columns=["strategy", "slug", "signal_time", "side", "order_type", "price", "size"],
+    )
+    return MaterializeResult(
+        metadata={
+            "signals": len(orders),
+            "new_paper_orders": placed,
+            "orders": frame_table(table),
+            "summary": MetadataValue.text(
+                ", ".join(f"{o.strategy}: {o.side} {o.order_type}" for o in orders)
+                or "no signal on the last candle"
+            ),
+        }
+    )
