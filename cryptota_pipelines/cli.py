@@ -22,7 +22,8 @@ from cryptota_core.settings import load_settings
               help="How many past UTC days to ingest and backtest.")  # fmt: skip
 def demo_command(days: int) -> None:
     """The main job on the embedded default: ingest the last DAYS days of 1m candles for the
-    configured symbols, build rollups, backtest every configured parameter set, rank them."""
+    configured symbols, build rollups, backtest every configured parameter set, rank them, and
+    optimise every symbol, showing each winner's deflated Sharpe ratio."""
     from cryptota_pipelines.demo import run_demo
 
     settings = load_settings()
@@ -68,6 +69,31 @@ def demo_command(days: int) -> None:
             *(_fmt(getattr(row, name)) for name in HEADLINE_METRICS),
         )
     out.print(table)
+    out.print(optimization_table(result.optimizations, result.source))
+
+
+def optimization_table(optimizations: Any, source: str) -> Table:
+    """The winner of each symbol's optimisation and how much of it is luck (DSR, PBO)."""
+    table = Table(title=f"Parameter optimisation ({source} candles)")
+    for column in ("symbol", "strategy", "sets", "winner", "objective", "score", "DSR", "PBO"):
+        table.add_column(
+            column,
+            justify="left" if column in ("symbol", "strategy", "winner", "objective") else "right",
+        )
+    for row in optimizations.to_dict(orient="records"):
+        stats = row["statistics"]
+        significant = " (significant)" if stats.get("dsr_significant") else " (not significant)"
+        table.add_row(
+            str(row["symbol"]),
+            str(row["strategy"]),
+            f"{row['combinations']:,}",
+            str(row["best_slug"]),
+            str(row["objective"]),
+            _fmt(row["best_score"]),
+            _fmt(stats.get("dsr")) + significant,
+            _fmt(stats.get("pbo")),
+        )
+    return table
 
 
 def _fmt(value: Any) -> str:

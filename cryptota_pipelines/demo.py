@@ -22,6 +22,7 @@ from cryptota_core.ingest import resolve_source_name
 from cryptota_core.market.frame import CandleReport, SeriesKey
 from cryptota_core.settings import Settings, load_settings
 from cryptota_core.storage.candle_store import CandleStore
+from cryptota_core.storage.research_store import ResearchStore
 from cryptota_core.storage.results_store import ResultsStore
 from cryptota_pipelines.definitions import build_defs
 from cryptota_pipelines.partitions import (
@@ -44,13 +45,16 @@ class DemoResult:
     runs: int
     candles: dict[str, CandleReport]
     leaderboard: pd.DataFrame
+    optimizations: pd.DataFrame
+    """The newest optimisation per symbol and strategy (``optimization_runs`` rows)."""
 
 
 def demo_settings(settings: Settings, days: int) -> Settings:
     """The demo's settings: ``auto`` resolved once (Binance if it answers, else synthetic) so
-    every run of the demo reads the same exchange, and the backtest window = the ingested days."""
+    every run of the demo reads the same exchange, and the backtest and optimisation windows =
+    the ingested days."""
     source = resolve_source_name(settings.source, settings)
-    return load_settings(source=source, backtest_days=days)
+    return load_settings(source=source, backtest_days=days, optimization_days=days)
 
 
 def open_instance(settings: Settings) -> DagsterInstance:
@@ -74,7 +78,8 @@ def _add_missing(instance: DagsterInstance, name: str, keys: Sequence[str]) -> N
 
 def run_demo(settings: Settings, *, days: int = 30, on_stage: Stage | None = None) -> DemoResult:
     """Ingest the last ``days`` UTC days of 1m candles for the configured symbols, build the
-    rollups, backtest every configured parameter set on every symbol, and rank them."""
+    rollups, backtest every configured parameter set on every symbol, rank them, then optimise
+    every symbol (CRYPTOTA_OPTIMIZATION_GRIDS) and place its latest signals."""
     stage = on_stage or (lambda _name: None)
     settings = demo_settings(settings, days)
     instance = open_instance(settings)
@@ -99,6 +104,10 @@ def run_demo(settings: Settings, *, days: int = 30, on_stage: Stage | None = Non
     stage("strategy_leaderboard")
     _run(defs, instance, ["strategy_leaderboard"], {})
     runs += 1
+    for symbol in symbols:
+        stage(f"parameter_optimization + trading_signals: {symbol}")
+        _run(defs, instance, ["parameter_optimization", "trading_signals"], {}, partition=symbol)
+        runs += 1
     store = CandleStore.from_url(settings.resolved_database_url)
     start, end = pd.Timestamp(first, tz="UTC"), pd.Timestamp(today, tz="UTC")
     exchange = "synthetic" if settings.source == "synthetic" else "binance"
@@ -108,19 +117,28 @@ def run_demo(settings: Settings, *, days: int = 30, on_stage: Stage | None = Non
         for symbol in symbols
     }  # fmt: skip
     board = ResultsStore.from_url(settings.resolved_database_url).leaderboard(top=3)
-    return DemoResult(settings.source, str(settings.resolved_dagster_home), runs, candles, board)
+    optimizations = ResearchStore.from_url(settings.resolved_database_url).latest_optimizations()
+    return DemoResult(
+        settings.source, str(settings.resolved_dagster_home), runs, candles, board, optimizations
+    )
 
 
 def _run(
-    defs: Definitions, instance: DagsterInstance, assets: list[str], tags: dict[str, str]
+    defs: Definitions,
+    instance: DagsterInstance,
+    assets: list[str],
+    tags: dict[str, str],
+    partition: str | None = None,
 ) -> None:
-    """One in-process run of ``assets`` and their checks, with the code location's resources."""
+    """One in-process run of ``assets`` and their checks, with the code location's resources
+    (over the range in ``tags``, or the one ``partition``)."""
     result = materialize(
         [*(defs.assets or []), *(defs.asset_checks or [])],  # type: ignore[list-item]
         instance=instance,
         resources=defs.resources,
         selection=AssetSelection.assets(*assets),
         tags={**tags, "cryptota/trigger": "demo"},
+        partition_key=partition,
         # The CLI shows progress itself; Dagster's DEBUG event stream stays in the instance.
         run_config={"loggers": {"console": {"config": {"log_level": "WARNING"}}}},
     )

@@ -50,7 +50,7 @@ from cryptota_core.research.statistics import (
     pbo_from_blocks,
     psr_from_returns,
 )
-from cryptota_core.strategies import StrategyParams, get_strategy
+from cryptota_core.strategies import Strategy, StrategyParams, get_strategy
 
 log = logging.getLogger(__name__)
 
@@ -215,7 +215,9 @@ def optimize(
     if recheck < 0:
         raise InvalidInputError(f"--recheck {recheck}: use 0 or more")
     strategy = get_strategy(spec.strategy)
-    sets = list(sets) if sets is not None else parameter_sets(spec)
+    sets = fitting_sets(
+        strategy, list(sets) if sets is not None else parameter_sets(spec), len(candles)
+    )
     report = progress or (lambda _stage, _done, _total: None)
     report("sweep", 0, len(sets))
     sweep = run_sweep(
@@ -259,6 +261,29 @@ def optimize(
         statistics=statistics,
         broker=broker,
     )
+
+
+def fitting_sets(strategy: Strategy, sets: list[StrategyParams], bars: int) -> list[StrategyParams]:
+    """The sets whose warm-up leaves a signal bar and a fill bar in ``bars`` candles. The others
+    cannot trade here (a 50-bar moving average on 48 candles); they are left out of the search,
+    said once in the log, rather than failing it — unless none is left."""
+    fitting = [params for params in sets if strategy.warmup(params) + 2 <= bars]
+    if not fitting:
+        longest = min(strategy.warmup(params) for params in sets) + 2
+        raise InvalidInputError(
+            f"{bars} candles are too few for every set of the {strategy.name} grid (the shortest "
+            f"warm-up needs {longest}); load a longer window or use shorter periods"
+        )
+    if len(fitting) < len(sets):
+        log.warning(
+            "%d of %d %s sets need more than %d candles of warm-up; searched the other %d",
+            len(sets) - len(fitting),
+            len(sets),
+            strategy.name,
+            bars,
+            len(fitting),
+        )
+    return fitting
 
 
 def objective_column(objective: str) -> str:

@@ -38,13 +38,21 @@ def test_demo_runs_the_graph_on_synthetic_data_when_binance_is_unreachable(
     instance = _instance()
     assert Path(os.environ["DAGSTER_HOME"]).is_relative_to(tmp_path)
     runs = instance.get_runs()
-    assert len(runs) == 5  # 2 ingestion ranges, 2 backtest ranges, the leaderboard
+    assert len(runs) == 7  # 2 ingestion ranges, 2 backtest ranges, the leaderboard, 2 research
     assert all(run.is_success for run in runs)
     days = instance.get_materialized_partitions(AssetKey("candles_1m"))
     assert len(days) == 3 * 2
     backtests = instance.get_materialized_partitions(AssetKey("backtest_runs"))
     assert len(backtests) == 2 * 20  # 12 rsi + 8 rsi_ma parameter sets per symbol
     assert instance.get_latest_materialization_event(AssetKey("strategy_leaderboard"))
+    # It ends with an optimisation of each symbol: its winner and deflated Sharpe ratio.
+    optimisation = captured.out.split("Parameter optimisation (synthetic candles)")[1]
+    assert optimisation.count("BTCUSDT") == 2 and optimisation.count("ETHUSDT") == 2
+    assert "significant)" in optimisation
+    assert set(instance.get_materialized_partitions(AssetKey("parameter_optimization"))) == {
+        "BTCUSDT",
+        "ETHUSDT",
+    }
 
 
 def test_demo_uses_binance_when_it_answers(

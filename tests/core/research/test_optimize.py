@@ -208,8 +208,17 @@ def test_bad_searches_are_one_clear_error(candles: pd.DataFrame) -> None:
         parameter_sets(SearchSpec(strategy="rsi", grid=RSI_GRID, method="random"))
     with pytest.raises(InvalidInputError, match="unknown objective"):
         optimize(candles, SearchSpec(strategy="rsi", grid=RSI_GRID), interval="1h", objective="x")
-    with pytest.raises(InvalidInputError, match="needs at least"):
-        optimize(candles.iloc[:20], SearchSpec(strategy="rsi", grid=RSI_GRID), interval="1h")
+    with pytest.raises(InvalidInputError, match="too few for every set"):
+        optimize(candles.iloc[:8], SearchSpec(strategy="rsi", grid=RSI_GRID), interval="1h")
+
+
+def test_sets_that_cannot_warm_up_are_left_out(candles: pd.DataFrame) -> None:
+    """On 20 candles the 21-bar RSI cannot trade: the search runs the 7- and 14-bar sets."""
+    result = optimize(
+        candles.iloc[:20], SearchSpec(strategy="rsi", grid=RSI_GRID), interval="1h", recheck=0
+    )
+    assert result.combinations == 2 * 4 * 4
+    assert {p.period for p in result.sweep.params} == {7, 14}  # type: ignore[attr-defined]
 
 
 def test_blocks_shrink_with_short_data() -> None:
