@@ -25,7 +25,7 @@ from rich.progress import (
 from rich.table import Table
 
 from cryptota_core.cache import open_cache
-from cryptota_core.errors import CryptotaError, InvalidInputError
+from cryptota_core.errors import CryptotaError, InvalidInputError, NoDataError
 from cryptota_core.ingest import (
     IngestReport,
     ingest,
@@ -608,6 +608,44 @@ def walk_forward_command(
         f"{_fmt(stats['profitable_windows'])} of windows profitable; most chosen "
         f"{stats['modal_slug']} ({_fmt(stats['modal_slug_share'])} of windows)"
     )
+
+
+@cli.command("results")
+@click.argument("run_id")
+@click.option(
+    "--json", "as_json", is_flag=True, help="Print each result as one JSON object (DESIGN §2)."
+)
+def results_command(run_id: str, as_json: bool) -> None:
+    """The backtest results the Dagster run RUN_ID stored: an ad-hoc backtest's one result
+    (adhoc_backtest_job), or every partition a pipeline run backtested. With --json, one
+    ``cryptota backtest --json`` object per result, one per line."""
+    from cryptota_core.storage.results_store import ResultsStore
+
+    settings = load_settings()
+    settings.home.mkdir(parents=True, exist_ok=True)
+    stored = ResultsStore.from_url(settings.resolved_database_url).backtests_of_run(run_id)
+    if not stored:
+        raise NoDataError(
+            f"no backtest result stored by Dagster run {run_id!r}: the run may still be queued or "
+            "running, may have failed (see its status in the Dagster UI), or later runs of the "
+            "same backtest replaced its result"
+        )
+    if as_json:
+        for run in stored:
+            print(json.dumps(run.result.to_dict(), allow_nan=False))
+        return
+    for run in stored:
+        result = run.result
+        table = Table(
+            title=f"{result.slug} on {run.symbol} ({run.exchange}) {result.interval}, "
+            f"{result.start:%Y-%m-%d %H:%M} .. {result.end:%Y-%m-%d %H:%M} UTC, "
+            f"{result.bars:,} candles, {result.engine} (run key {run.run_key})"
+        )
+        table.add_column("metric")
+        table.add_column("value", justify="right")
+        for name, value in {**result.headline(), "equity_final": result.equity_final}.items():
+            table.add_row(name, _fmt(value))
+        out.print(table)
 
 
 @cli.command("price")

@@ -375,6 +375,27 @@ class ResultsStore:
                     conn.exec_driver_sql("BEGIN")
                 return self._load(conn, run_key)
 
+    def backtests_of_run(self, run_id: str) -> list[StoredBacktest]:
+        """Every result the Dagster run ``run_id`` stored (an ad-hoc backtest stores one), by
+        symbol and slug, read in one snapshot-consistent transaction. Empty when the run stored
+        none, or when later runs of the same partitions have replaced them since (a partition
+        keeps one copy, recording the run that wrote it)."""
+        query = (
+            select(backtest_results.c.run_key)
+            .where(backtest_results.c.dagster_run_id == run_id)
+            .order_by(
+                backtest_results.c.symbol, backtest_results.c.slug, backtest_results.c.run_key
+            )
+        )
+        with translate_db_errors(self.engine), self.engine.connect() as conn:
+            if self.is_postgres:
+                conn = conn.execution_options(isolation_level="REPEATABLE READ")
+            with conn.begin():
+                if not self.is_postgres:
+                    conn.exec_driver_sql("BEGIN")  # see load_backtest
+                keys = conn.execute(query).scalars().all()
+                return [self._load(conn, key) for key in keys]
+
     def _load(self, conn: Connection, run_key: str) -> StoredBacktest:
         row = (
             conn.execute(select(backtest_results).where(backtest_results.c.run_key == run_key))
