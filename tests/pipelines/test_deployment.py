@@ -378,11 +378,14 @@ def test_webserver_serves_the_asset_graph_and_partitions(
         """
     )
     nodes = {tuple(n["assetKey"]["path"]): n for n in data["assetNodes"]}
-    assert set(nodes) == {
+    assert set(nodes) == {  # DESIGN §4's asset graph
         ("candles_1m",),
         ("candle_rollups",),
         ("backtest_runs",),
         ("strategy_leaderboard",),
+        ("parameter_optimization",),
+        ("walk_forward_report",),
+        ("trading_signals",),
     }
     assert nodes[("candles_1m",)]["groupName"] == "ingestion"
     assert nodes[("candle_rollups",)]["dependencyKeys"] == [{"path": ["candles_1m"]}]
