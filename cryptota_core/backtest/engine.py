@@ -74,14 +74,7 @@ def run_backtest(
     model = spec.parse_params(params)
     _check_settings(cash=cash, commission=commission, slippage=slippage, stake=stake)
     frame = _prepare_candles(candles)
-    warmup = spec.warmup(model)
-    if len(frame) < warmup + 2:  # legitimate (a truncated window), but worth a word
-        log.warning(
-            "%s: %d candles cannot trade (warm-up %d, then a signal bar and a fill bar)",
-            spec.slug(model),
-            len(frame),
-            warmup,
-        )
+    _check_length(spec, model, frame)
 
     strat = _run_cerebro(
         frame,
@@ -112,6 +105,28 @@ def run_backtest(
         orders=orders_frame(strat.orders_log.values(), index),
         broker=(cash, commission, slippage, stake),
     )
+
+
+def _check_length(spec: Strategy, model: StrategyParams, frame: pd.DataFrame) -> int:
+    """The warm-up of ``model``, after checking ``frame`` against it. A series that ends before
+    the first bar that may signal is refused with one line by both engines (backtrader itself
+    fails on a series no longer than an indicator's period); one that leaves no fill bar after
+    the first signal bar is legitimate (a truncated window) but cannot trade, which is logged."""
+    warmup = spec.warmup(model)
+    if len(frame) <= warmup:
+        raise InvalidInputError(
+            f"{len(frame)} candles are too few for {spec.slug(model)}: its indicators are "
+            f"defined from candle {warmup + 1} on, and trading needs {warmup + 2}; load a "
+            "longer window"
+        )
+    if len(frame) < warmup + 2:
+        log.warning(
+            "%s: %d candles cannot trade (warm-up %d, then a signal bar and a fill bar)",
+            spec.slug(model),
+            len(frame),
+            warmup,
+        )
+    return warmup
 
 
 def measured_result(

@@ -25,6 +25,7 @@ import numpy as np
 import pandas as pd
 
 from cryptota_core.backtest.engine import (
+    _check_length,
     _check_settings,
     _prepare_candles,
     _resolve_strategy,
@@ -124,14 +125,7 @@ def run_fast_backtest(
     model = spec.parse_params(params)
     _check_settings(cash=cash, commission=commission, slippage=slippage, stake=stake)
     frame = _prepare_candles(candles)
-    warmup = spec.warmup(model)
-    if len(frame) < warmup + 2:
-        log.warning(
-            "%s: %d candles cannot trade (warm-up %d, then a signal bar and a fill bar)",
-            spec.slug(model),
-            len(frame),
-            warmup,
-        )
+    warmup = _check_length(spec, model, frame)
     open_, high, low, closes = (
         np.ascontiguousarray(frame[c].to_numpy(dtype="float64"))
         for c in ("open", "high", "low", "close")

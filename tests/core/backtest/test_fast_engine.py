@@ -206,3 +206,13 @@ def test_fast_engine_runs_half_a_million_candles() -> None:
     assert result.bars == 500_000 and len(result.equity) == 500_000
     assert np.isfinite(result.equity.to_numpy()).all()
     assert len(result.trades) > 0
+
+
+@pytest.mark.parametrize("engine", [run_backtest, run_fast_backtest])
+def test_a_series_shorter_than_the_warm_up_is_one_clear_error(engine: Any) -> None:
+    """Backtrader itself raises IndexError on a series no longer than the RSI period; both
+    engines refuse it first, with one line."""
+    frame = make_candles(40).iloc[:14]
+    with pytest.raises(InvalidInputError, match="14 candles are too few for rsi-p14-os30-ob70"):
+        engine(frame, "rsi", {"period": 14}, interval="1h")
+    assert engine(make_candles(40).iloc[:15], "rsi", {"period": 14}, interval="1h").bars == 15
