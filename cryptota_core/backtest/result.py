@@ -30,7 +30,8 @@ ORDER_COLUMNS: tuple[str, ...] = (
     "price",  # limit price; NaN for market orders
     "size",  # requested size, base units, positive
     "status",  # "filled" | "rejected" | "cancelled" | "expired" | "open" (data ended first)
-    # ("partial" only with a volume filler, which the engine does not install)
+    # ("rejected" after a partial fill happens in the grid: backtrader fills part of an order
+    # that reverses a short, then rejects the rest for lack of cash; fill_time is then set)
     "fill_time",  # open_time of the fill bar; NaT unless filled
     "fill_price",  # NaN unless filled
     "commission",  # NaN unless filled

@@ -36,8 +36,13 @@ import numpy as np
 import numpy.typing as npt
 import pandas as pd
 
-from cryptota_core.backtest.engine import _check_settings, _prepare_candles, _resolve_strategy
-from cryptota_core.backtest.fast import SUPPORTED, run_fast_backtest, supports
+from cryptota_core.backtest.engine import (
+    _check_settings,
+    _prepare_candles,
+    _resolve_strategy,
+    run_backtest,
+)
+from cryptota_core.backtest.fast import run_fast_backtest, supports
 from cryptota_core.backtest.kernels import figures as fig
 from cryptota_core.backtest.kernels.indicators import rsi_table_nb, sma_table_nb
 from cryptota_core.backtest.kernels.sweep import (
@@ -46,6 +51,7 @@ from cryptota_core.backtest.kernels.sweep import (
     grid_sweep_nb,
     level_sweep_nb,
 )
+from cryptota_core.backtest.result import BacktestResult
 from cryptota_core.errors import InvalidInputError
 from cryptota_core.market.intervals import interval_timedelta, parse_interval, periods_per_year
 from cryptota_core.metrics import ZERO_DISPERSION
@@ -195,16 +201,12 @@ def run_sweep(
 
     Each set is what :func:`~cryptota_core.backtest.fast.run_fast_backtest` would run with the
     same broker settings (same fills, same equity); the result holds its figures and block
-    statistics, not its trades. Raises :class:`InvalidInputError` for an unknown or user
+    statistics, not its trades. A user strategy, which has no kernel, runs set by set on
+    backtrader with the same figures (slowly). Raises :class:`InvalidInputError` for an unknown
     strategy, an empty grid, a set of another strategy, a duplicate set, bad settings, or
     candles too short for the blocks or for a set's warm-up."""
     interval = parse_interval(interval)
     spec = _resolve_strategy(strategy)
-    if not supports(spec):
-        raise InvalidInputError(
-            f"sweeps run the built-in strategies {', '.join(SUPPORTED)}; "
-            f"run {spec.name} set by set on backtrader"
-        )
     given = [] if isinstance(param_sets, str | bytes | Mapping) else list(param_sets)
     if not given:
         raise InvalidInputError(
@@ -235,40 +237,20 @@ def run_sweep(
             "load a longer window or drop the longest periods from the grid"
         )
 
-    prices = {
-        c: np.ascontiguousarray(frame[c].to_numpy(dtype=np.float64))
-        for c in ("open", "high", "low", "close")
-    }
     edges = (np.arange(n_blocks + 1, dtype=np.int64) * (bars - 1)) // n_blocks
-    settings = (float(cash), float(commission), float(slippage), float(stake))
-    if spec.name == "grid":
-        acc, block_sum, block_sumsq = _sweep_grid(models, prices, edges, settings)
-    elif spec.name == "rsi_divergence":
-        acc, block_sum, block_sumsq = _sweep_divergence(models, warmups, prices, edges, settings)
-    else:
-        acc, block_sum, block_sumsq = _sweep_levels(models, warmups, prices, edges, settings)
-
-    periods = periods_per_year(interval)
-    table = _figures(acc, block_sum, block_sumsq, bars, periods)
-    ruined = np.flatnonzero(~(acc[:, fig.A_EMIN] > 0.0) | ~np.isfinite(acc[:, fig.A_FINAL]))
-    for i in ruined:  # exact figures from the full run (see the module docstring)
-        log.warning("%s: equity reached %g; figures from a full run", slugs[i], acc[i, fig.A_EMIN])
-        run = run_fast_backtest(
-            frame,
-            spec,
-            models[i],
-            interval=interval,
-            cash=cash,
-            commission=commission,
-            slippage=slippage,
-            stake=stake,
+    broker = {"cash": cash, "commission": commission, "slippage": slippage, "stake": stake}
+    if supports(spec):
+        table, block_sum, block_sumsq = _sweep_kernels(
+            spec, models, warmups, frame, edges, interval, broker
         )
-        for name in FIGURES:
-            value = run.metrics[name]
-            table[name][i] = math.nan if value is None else value
-        returns = run.equity.pct_change().to_numpy()[1:]
-        block_sum[i] = np.add.reduceat(returns, edges[:-1])
-        block_sumsq[i] = np.add.reduceat(returns * returns, edges[:-1])
+    else:  # a user strategy has no kernel: every set runs on backtrader (slow, same figures)
+        log.info("%s has no sweep kernel: %d sets run on backtrader", spec.name, len(models))
+        table = {name: np.full(len(models), np.nan) for name in FIGURES}
+        block_sum = np.zeros((len(models), n_blocks))
+        block_sumsq = np.zeros((len(models), n_blocks))
+        for i, model in enumerate(models):
+            run = run_backtest(frame, spec, model, interval=interval, **broker)
+            _take_figures(run, i, edges, table, block_sum, block_sumsq)
     counts = np.diff(edges).astype(np.int64)
     index = pd.DatetimeIndex(frame.index)
     return SweepResult(
@@ -287,6 +269,59 @@ def run_sweep(
 
 
 # --------------------------------------------------------------------------------- batches
+def _sweep_kernels(
+    spec: Strategy,
+    models: list[StrategyParams],
+    warmups: np.ndarray,
+    frame: pd.DataFrame,
+    edges: np.ndarray,
+    interval: str,
+    broker: dict[str, float],
+) -> tuple[dict[str, np.ndarray], np.ndarray, np.ndarray]:
+    """Figures and blocks of every set of a built-in strategy from the numba kernels."""
+    prices = {
+        c: np.ascontiguousarray(frame[c].to_numpy(dtype=np.float64))
+        for c in ("open", "high", "low", "close")
+    }
+    settings = (
+        float(broker["cash"]),
+        float(broker["commission"]),
+        float(broker["slippage"]),
+        float(broker["stake"]),
+    )
+    if spec.name == "grid":
+        acc, block_sum, block_sumsq = _sweep_grid(models, prices, edges, settings)
+    elif spec.name == "rsi_divergence":
+        acc, block_sum, block_sumsq = _sweep_divergence(models, warmups, prices, edges, settings)
+    else:
+        acc, block_sum, block_sumsq = _sweep_levels(models, warmups, prices, edges, settings)
+    table = _figures(acc, block_sum, block_sumsq, len(frame), periods_per_year(interval))
+    ruined = np.flatnonzero(~(acc[:, fig.A_EMIN] > 0.0) | ~np.isfinite(acc[:, fig.A_FINAL]))
+    for i in ruined:  # exact figures from the full run (see the module docstring)
+        slug = spec.slug(models[i])
+        log.warning("%s: equity reached %g; figures from a full run", slug, acc[i, fig.A_EMIN])
+        run = run_fast_backtest(frame, spec, models[i], interval=interval, **broker)
+        _take_figures(run, int(i), edges, table, block_sum, block_sumsq)
+    return table, block_sum, block_sumsq
+
+
+def _take_figures(
+    run: BacktestResult,
+    i: int,
+    edges: np.ndarray,
+    table: dict[str, np.ndarray],
+    block_sum: np.ndarray,
+    block_sumsq: np.ndarray,
+) -> None:
+    """Set ``i``'s figures and blocks from a full run's metrics and equity curve."""
+    for name in FIGURES:
+        value = run.metrics[name]
+        table[name][i] = math.nan if value is None else value
+    returns = run.equity.pct_change().to_numpy()[1:]
+    block_sum[i] = np.add.reduceat(returns, edges[:-1])
+    block_sumsq[i] = np.add.reduceat(returns * returns, edges[:-1])
+
+
 def _batches(keys: Sequence[tuple[int, ...]], rows_per_batch: int) -> list[list[int]]:
     """Set indices sorted by their indicator keys (one int per indicator, e.g. (period,
     ma_period)), cut into batches whose distinct indicator rows fit ``rows_per_batch``."""

@@ -15,6 +15,7 @@ from sqlalchemy.exc import ArgumentError, DBAPIError, OperationalError
 from sqlalchemy.pool import NullPool
 
 from cryptota_core.errors import ConfigError, StorageError
+from cryptota_core.redact import mask_url_password
 
 log = logging.getLogger(__name__)
 
@@ -41,8 +42,9 @@ def normalise_url(url: str) -> str:
 
 def safe_url(engine_or_url: Engine | str) -> str:
     """The URL with the password masked, for messages and logs."""
-    url = engine_or_url.url if isinstance(engine_or_url, Engine) else make_url(engine_or_url)
-    return url.render_as_string(hide_password=True)
+    if isinstance(engine_or_url, Engine):
+        engine_or_url = engine_or_url.url.render_as_string(hide_password=False)
+    return mask_url_password(engine_or_url)
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:

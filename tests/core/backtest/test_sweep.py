@@ -279,9 +279,20 @@ def test_bad_input_is_one_clear_line(
     assert "\n" not in str(error.value)
 
 
-def test_a_user_strategy_is_not_swept() -> None:
+def test_a_user_strategy_is_swept_set_by_set_on_backtrader() -> None:
+    """A strategy with no kernel still sweeps, with the same figures, from backtrader runs: a
+    user strategy that is RSI under another name gives the built-in's figures and blocks."""
+
     class UserRsi(Rsi):
         name = "user_rsi"
 
-    with pytest.raises(InvalidInputError, match="sweeps run the built-in strategies rsi, rsi_ma"):
-        run_sweep(make_candles(500), UserRsi(), [{}], interval="1h")
+    candles = make_candles(500)
+    sets = [{"period": 7, "oversold": 25, "overbought": 75}, {"period": 14}]
+    user = run_sweep(candles, UserRsi(), sets, interval="1h")
+    builtin = run_sweep(candles, "rsi", sets, interval="1h")
+    assert user.slugs == [s.replace("rsi", "user_rsi", 1) for s in builtin.slugs]
+    for name in EXACT_FIGURES:
+        np.testing.assert_array_equal(
+            user.figures[name].to_numpy(), builtin.figures[name].to_numpy()
+        )
+    np.testing.assert_allclose(user.block_sum, builtin.block_sum, rtol=1e-12, atol=1e-15)
