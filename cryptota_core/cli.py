@@ -44,6 +44,7 @@ if TYPE_CHECKING:
     from cryptota_core.backtest.service import CandleInput
     from cryptota_core.research.optimize import OptimizationResult
     from cryptota_core.storage.research_store import Lineage, ResearchStore
+    from cryptota_core.strategies import StrategyParams
 
 console = Console(stderr=True)
 out = Console(width=None if sys.stdout.isatty() else 120)
@@ -274,6 +275,25 @@ def _search_spec(
         raise InvalidInputError(f"--{where.replace('_', '-')}: {message}") from None
 
 
+def _search_inputs(
+    spec: SearchSpec,
+    objective: str,
+    symbol: str | None,
+    interval: str | None,
+    start: str | None,
+    end: str | None,
+    csv_path: str | None,
+) -> tuple[list[StrategyParams], CandleInput]:
+    """The parameter sets and the candles of a search; every bad objective, grid or size fails
+    before any candle is read."""
+    from cryptota_core.research.optimize import objective_column
+    from cryptota_core.research.search import parameter_sets
+
+    objective_column(objective)
+    sets = parameter_sets(spec)
+    return sets, _candle_input(symbol, interval, start, end, csv_path)
+
+
 @contextmanager
 def _stage_progress() -> Iterator[Callable[[str, int, int], None]]:
     """A progress bar per stage of a long research command, on stderr."""
@@ -435,15 +455,12 @@ def optimize_command(
 ) -> None:
     """Search a parameter grid: sweep every set, re-check the best on backtrader, and report
     the winner's deflated Sharpe ratio and the search's probability of overfitting."""
-    from cryptota_core.research.optimize import Broker, heatmap_axes, objective_column, optimize
-    from cryptota_core.research.search import parameter_sets
+    from cryptota_core.research.optimize import Broker, heatmap_axes, optimize
 
     spec = _search_spec(strategy, grid, method, samples, seed, max_sets)
-    objective_column(objective)
     if heatmap_path:
         heatmap_axes(spec.grid, heatmap_x, heatmap_y)
-    sets = parameter_sets(spec)  # every bad input fails before any candle is read
-    candles = _candle_input(symbol, interval, start, end, csv_path)
+    sets, candles = _search_inputs(spec, objective, symbol, interval, start, end, csv_path)
     with _stage_progress() as progress:
         result = optimize(
             candles.frame,
@@ -554,14 +571,11 @@ def walk_forward_command(
 ) -> None:
     """Optimise in sample, trade the winner out of sample, roll forward; report the stitched
     out-of-sample result, walk-forward efficiency and parameter stability."""
-    from cryptota_core.research.optimize import Broker, objective_column
-    from cryptota_core.research.search import parameter_sets
+    from cryptota_core.research.optimize import Broker
     from cryptota_core.research.walk_forward import walk_forward
 
     spec = _search_spec(strategy, grid, method, samples, seed, max_sets)
-    objective_column(objective)
-    sets = parameter_sets(spec)  # every bad input fails before any candle is read
-    candles = _candle_input(symbol, interval, start, end, csv_path)
+    sets, candles = _search_inputs(spec, objective, symbol, interval, start, end, csv_path)
     with _stage_progress() as progress:
         result = walk_forward(
             candles.frame,

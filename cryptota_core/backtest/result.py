@@ -109,8 +109,8 @@ class BacktestResult:
             "engine": self.engine,
             "interval": self.interval,
             "bars": int(self.bars),
-            "start": _iso(self.start),
-            "end": _iso(self.end),
+            "start": iso_utc(self.start),
+            "end": iso_utc(self.end),
             "cash": float(self.cash),
             "commission": float(self.commission),
             "slippage": float(self.slippage),
@@ -163,7 +163,8 @@ def _utc(ts: Any) -> pd.Timestamp:
     return stamp.tz_localize("UTC") if stamp.tzinfo is None else stamp.tz_convert("UTC")
 
 
-def _iso(ts: Any) -> str | None:
+def iso_utc(ts: Any) -> str | None:
+    """``ts`` as ISO-8601 UTC with a ``Z`` (None for a missing time): every time in our JSON."""
     if ts is None or pd.isna(ts):
         return None
     return _utc(ts).isoformat().replace("+00:00", "Z")
@@ -171,8 +172,8 @@ def _iso(ts: Any) -> str | None:
 
 def _trade_json(row: Any) -> dict[str, Any]:
     return {
-        "entry_time": _iso(row.entry_time),
-        "exit_time": _iso(row.exit_time),
+        "entry_time": iso_utc(row.entry_time),
+        "exit_time": iso_utc(row.exit_time),
         "side": str(row.side),
         "size": finite_or_none(row.size),
         "entry_price": finite_or_none(row.entry_price),

@@ -31,7 +31,7 @@ import pandas as pd
 
 from cryptota_core.backtest.engine import run_backtest
 from cryptota_core.backtest.fast import run_fast_backtest
-from cryptota_core.backtest.result import BacktestResult
+from cryptota_core.backtest.result import BacktestResult, iso_utc
 from cryptota_core.backtest.sweep import (
     EXACT_FIGURES,
     FIGURES,
@@ -138,8 +138,8 @@ class OptimizationResult:
             "grid": self.spec.grid,
             "combinations": self.combinations,
             "bars": self.sweep.bars,
-            "start": _iso(self.sweep.candle_start),
-            "end": _iso(self.sweep.candle_end),
+            "start": iso_utc(self.sweep.candle_start),
+            "end": iso_utc(self.sweep.candle_end),
             "best": {
                 "slug": self.best_slug,
                 "params": self.best_params,
@@ -154,10 +154,6 @@ class OptimizationResult:
             ],
             "statistics": self.statistics,
         }
-
-
-def _iso(ts: pd.Timestamp) -> str:
-    return pd.Timestamp(ts).tz_convert("UTC").isoformat().replace("+00:00", "Z")
 
 
 def top_records(top: pd.DataFrame) -> list[dict[str, Any]]:
@@ -390,8 +386,8 @@ def optimization_key(
         spec.strategy,
         spec.model_dump(mode="json", exclude={"max_sets"}),
         objective,
-        _iso(start),
-        _iso(end),
+        iso_utc(start),
+        iso_utc(end),
     ]
     canonical = json.dumps(identity, sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(canonical.encode()).hexdigest()[:32]

@@ -131,20 +131,23 @@ def walk_forward_symbol(
 ) -> list[StoredWalkForward]:
     """Walk every configured strategy forward over ``symbol``'s walk-forward window."""
     candles = _candles(store, symbol, config.walk_forward_window(today))
-    stored = []
-    for search in config.searches():
-        result = walk_forward(
-            candles.frame,
-            search,
-            interval=candles.interval,
-            objective=config.objective,
-            windows=config.windows,
-            in_sample_ratio=config.in_sample_ratio,
-            anchored=config.anchored,
+    return [
+        StoredWalkForward(
+            research.save_walk_forward(result, lineage(candles, run_id)), result, candles
         )
-        key = research.save_walk_forward(result, lineage(candles, run_id))
-        stored.append(StoredWalkForward(key, result, candles))
-    return stored
+        for result in (
+            walk_forward(
+                candles.frame,
+                search,
+                interval=candles.interval,
+                objective=config.objective,
+                windows=config.windows,
+                in_sample_ratio=config.in_sample_ratio,
+                anchored=config.anchored,
+            )
+            for search in config.searches()
+        )
+    ]
 
 
 def signal_symbol(

@@ -33,6 +33,7 @@ import pandas as pd
 
 from cryptota_core.backtest.engine import _prepare_candles
 from cryptota_core.backtest.fast import run_fast_backtest
+from cryptota_core.backtest.result import iso_utc
 from cryptota_core.errors import InvalidInputError
 from cryptota_core.market.intervals import interval_timedelta, periods_per_year
 from cryptota_core.metrics import annual_return, compute_metrics
@@ -145,10 +146,10 @@ class WalkForwardResult:
             "windows": [
                 {
                     "window_no": w.window_no,
-                    "in_sample_start": _iso(w.in_sample_start),
-                    "in_sample_end": _iso(w.in_sample_end),
-                    "out_sample_start": _iso(w.out_sample_start),
-                    "out_sample_end": _iso(w.out_sample_end),
+                    "in_sample_start": iso_utc(w.in_sample_start),
+                    "in_sample_end": iso_utc(w.in_sample_end),
+                    "out_sample_start": iso_utc(w.out_sample_start),
+                    "out_sample_end": iso_utc(w.out_sample_end),
                     "best_slug": w.best_slug,
                     "best_params": w.best_params,
                     "in_sample_score": w.in_sample_score,
@@ -166,10 +167,6 @@ class WalkForwardResult:
 
 def _span(start: pd.Timestamp, end: pd.Timestamp) -> str:
     return f"{start:%Y-%m-%d %H:%M} .. {end:%Y-%m-%d %H:%M}"
-
-
-def _iso(ts: pd.Timestamp) -> str:
-    return pd.Timestamp(ts).tz_convert("UTC").isoformat().replace("+00:00", "Z")
 
 
 def walk_forward(

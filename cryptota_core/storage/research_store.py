@@ -21,6 +21,7 @@ import pandas as pd
 from sqlalchemy import Connection, Engine, delete, func, select, text
 from sqlalchemy.dialects import postgresql, sqlite
 
+from cryptota_core.backtest.result import iso_utc
 from cryptota_core.research.optimize import OptimizationResult, optimization_key, top_records
 from cryptota_core.research.walk_forward import WalkForwardResult
 from cryptota_core.storage.database import create_store_engine, translate_db_errors
@@ -74,14 +75,10 @@ class PaperOrder:
             self.symbol,
             self.interval,
             self.slug,
-            _iso(self.signal_time),
+            iso_utc(self.signal_time),
             self.side,
         ]
         return hashlib.sha256(json.dumps(identity).encode()).hexdigest()[:32]
-
-
-def _iso(ts: pd.Timestamp) -> str:
-    return pd.Timestamp(ts).tz_convert("UTC").isoformat()
 
 
 class ResearchStore:
@@ -218,8 +215,8 @@ class ResearchStore:
             result.anchored,
             result.in_sample_ratio,
             len(result.windows),
-            _iso(first.in_sample_start),
-            _iso(last.out_sample_end),
+            iso_utc(first.in_sample_start),
+            iso_utc(last.out_sample_end),
         ]
         key = hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()[:32]
         now = utc_now()

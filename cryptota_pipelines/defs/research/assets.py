@@ -7,9 +7,10 @@ the UI: sortable tables (``MetadataValue.table``) and the objective heatmap / ou
 equity as pictures.
 """
 
+from collections.abc import Callable
 from pathlib import Path
 from tempfile import TemporaryDirectory
-from typing import Any
+from typing import Any, TypeVar
 
 import pandas as pd
 from dagster import (
@@ -55,6 +56,16 @@ RESEARCH_RETRY = RetryPolicy(
     max_retries=2, delay=30, backoff=Backoff.EXPONENTIAL, jitter=Jitter.PLUS_MINUS
 )
 
+PER_SYMBOL: dict[str, Any] = {
+    "deps": [AssetDep(CANDLES_1M, partition_mapping=CANDLES_OF_THE_SYMBOL)],
+    "partitions_def": symbol_partitions,
+    "retry_policy": RESEARCH_RETRY,
+    "group_name": "research",
+    "kinds": {"python"},
+    "code_version": "1",
+}
+"""What every research asset is: one partition per symbol, reading that symbol's candles."""
+
 _TOP_SHOWN = [
     "strategy",
     "rank",
@@ -68,13 +79,30 @@ _TOP_SHOWN = [
 ]
 
 
+Step = TypeVar("Step")
+
+
+def for_symbol(
+    step: Callable[..., Step],
+    context: AssetExecutionContext,
+    candle_store: CandleStoreResource,
+    research_store: ResearchStoreResource,
+    research_config: ResearchConfigResource,
+) -> Step:
+    """One research step of :mod:`cryptota_core.research.runs` on the partition's symbol,
+    stored with the run id; bad input or missing candles fail at once, without retries."""
+    with fail_fast_on_bad_input((*NOT_RETRYABLE, NoDataError)):
+        return step(
+            candle_store.store(),
+            research_store.store(),
+            context.partition_key,
+            research_config.config(),
+            run_id=context.run.run_id,
+        )
+
+
 @asset(
-    deps=[AssetDep(CANDLES_1M, partition_mapping=CANDLES_OF_THE_SYMBOL)],
-    partitions_def=symbol_partitions,
-    retry_policy=RESEARCH_RETRY,
-    group_name="research",
-    kinds={"python"},
-    code_version="1",
+    **PER_SYMBOL,
     description="Grid search of every strategy of CRYPTOTA_OPTIMIZATION_GRIDS on the symbol's "
     "last CRYPTOTA_OPTIMIZATION_DAYS days: one sweep ranks every set, the best re-run on "
     "backtrader; deflated Sharpe ratio and PBO of the winner; stored in optimization_runs.",
@@ -87,14 +115,7 @@ def parameter_optimization(
     research_config: ResearchConfigResource,
 ) -> MaterializeResult:
     """Optimise every configured strategy on this symbol and store each search."""
-    with fail_fast_on_bad_input((*NOT_RETRYABLE, NoDataError)):
-        stored = optimize_symbol(
-            candle_store.store(),
-            research_store.store(),
-            context.partition_key,
-            research_config.config(),
-            run_id=context.run.run_id,
-        )
+    stored = for_symbol(optimize_symbol, context, candle_store, research_store, research_config)
     return MaterializeResult(metadata=optimization_metadata(stored))
 
 
@@ -151,12 +172,7 @@ def optimization_metadata(stored: list[StoredOptimization]) -> dict[str, Any]:
 
 
 @asset(
-    deps=[AssetDep(CANDLES_1M, partition_mapping=CANDLES_OF_THE_SYMBOL)],
-    partitions_def=symbol_partitions,
-    retry_policy=RESEARCH_RETRY,
-    group_name="research",
-    kinds={"python"},
-    code_version="1",
+    **PER_SYMBOL,
     description="Walk-forward of every configured strategy over the symbol's last "
     "CRYPTOTA_WALK_FORWARD_DAYS days: optimise in sample, trade the winner out of sample, roll; "
     "stitched out-of-sample equity, efficiency, parameter stability; in walk_forward_windows.",
@@ -169,14 +185,7 @@ def walk_forward_report(
     research_config: ResearchConfigResource,
 ) -> MaterializeResult:
     """Walk every configured strategy forward on this symbol and store the windows."""
-    with fail_fast_on_bad_input((*NOT_RETRYABLE, NoDataError)):
-        stored = walk_forward_symbol(
-            candle_store.store(),
-            research_store.store(),
-            context.partition_key,
-            research_config.config(),
-            run_id=context.run.run_id,
-        )
+    stored = for_symbol(walk_forward_symbol, context, candle_store, research_store, research_config)
     return MaterializeResult(metadata=walk_forward_metadata(stored))
 
 
@@ -212,15 +221,7 @@ def walk_forward_metadata(stored: list[StoredWalkForward]) -> dict[str, Any]:
 
 
 @asset(
-    deps=[
-        AssetDep(CANDLES_1M, partition_mapping=CANDLES_OF_THE_SYMBOL),
-        AssetDep(PARAMETER_OPTIMIZATION),
-    ],
-    partitions_def=symbol_partitions,
-    retry_policy=RESEARCH_RETRY,
-    group_name="research",
-    kinds={"python"},
-    code_version="1",
+    **{**PER_SYMBOL, "deps": [*PER_SYMBOL["deps"], AssetDep(PARAMETER_OPTIMIZATION)]},
     automation_condition=AutomationCondition.eager(),
     description="The latest signal of each strategy's current best parameters on the symbol "
     "(the orders it placed after the last closed candle) as paper_orders, once per candle.",
@@ -233,14 +234,9 @@ def trading_signals(
     research_config: ResearchConfigResource,
 ) -> MaterializeResult:
     """Evaluate the current best parameters on the newest candles and place paper orders."""
-    with fail_fast_on_bad_input((*NOT_RETRYABLE, NoDataError)):
-        orders, placed = signal_symbol(
-            candle_store.store(),
-            research_store.store(),
-            context.partition_key,
-            research_config.config(),
-            run_id=context.run.run_id,
-        )
+    orders, placed = for_symbol(
+        signal_symbol, context, candle_store, research_store, research_config
+    )
     table = pd.DataFrame(
         [
             {
