@@ -38,7 +38,7 @@ def _block_outside_network() -> Iterator[None]:
             raise ConnectionRefusedError(f"test tried to reach {host}: tests may use loopback only")
         return real_connect(self, address)
 
-    socket.socket.connect = guarded  # type: ignore[method-assign]
+    socket.socket.connect = guarded  # type: ignore[method-assign,assignment]
     yield
     socket.socket.connect = real_connect  # type: ignore[method-assign]
 
@@ -79,7 +79,7 @@ def postgres_admin_url(postgres_server: PostgresServer | str) -> str:
 
 
 @contextmanager
-def _fresh_database(admin_url: str) -> Iterator[str]:
+def fresh_database(admin_url: str) -> Iterator[str]:
     """A new, empty database on the server of ``admin_url``, dropped afterwards."""
     admin = make_url(admin_url)
     name = f"t_{uuid.uuid4().hex[:12]}"
@@ -96,7 +96,7 @@ def _fresh_database(admin_url: str) -> Iterator[str]:
 @pytest.fixture
 def postgres_url(postgres_admin_url: str) -> Iterator[str]:
     """A fresh, empty database on the throwaway server for one test."""
-    with _fresh_database(postgres_admin_url) as url:
+    with fresh_database(postgres_admin_url) as url:
         yield url
 
 
@@ -119,7 +119,7 @@ def timescale_admin_url(postgres_admin_url: str) -> Iterator[str]:
 @pytest.fixture
 def timescale_url(timescale_admin_url: str) -> Iterator[str]:
     """A fresh, empty database on a TimescaleDB server for one test."""
-    with _fresh_database(timescale_admin_url) as url:
+    with fresh_database(timescale_admin_url) as url:
         yield url
 
 

@@ -3,17 +3,14 @@ for a throwaway PostgreSQL candle store and the synthetic market, and that store
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Iterator
-from contextlib import contextmanager
 
-import psycopg
 import pytest
 from dagster import DagsterInstance, Definitions, instance_for_test
-from sqlalchemy.engine import make_url
 
 from cryptota_core.settings import Settings, load_settings
 from cryptota_core.storage.candle_store import CandleStore
+from tests.conftest import fresh_database
 
 SYMBOLS = ["BTCUSDT", "ETHUSDT"]
 
@@ -62,17 +59,6 @@ def instance_with_symbols(instance: DagsterInstance) -> DagsterInstance:
     return instance
 
 
-@contextmanager
-def temporary_database(admin_url: str) -> Iterator[str]:
-    """A new empty database on the test server for longer than one test (the root conftest's
-    ``postgres_url`` is per test); dropped on exit."""
-    admin = make_url(admin_url)
-    name = f"t_{uuid.uuid4().hex[:12]}"
-    dsn = admin.set(drivername="postgresql").render_as_string(hide_password=False)
-    with psycopg.connect(dsn, autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
-    try:
-        yield admin.set(database=name).render_as_string(hide_password=False)
-    finally:
-        with psycopg.connect(dsn, autocommit=True) as conn:
-            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+temporary_database = fresh_database
+"""A new empty database on the test server for longer than one test (the root conftest's
+``postgres_url`` is per test); dropped on exit."""
