@@ -1,6 +1,6 @@
-# One image for the three Dagster processes (user-code gRPC server, webserver, daemon); the
-# docker-compose.yml services differ only in their command. Run workers are started by the
-# user-code server (DefaultRunLauncher), so they run in this image too.
+# One image for the three Dagster processes (user-code gRPC server, webserver, daemon) and the
+# Celery workers; the docker-compose.yml services differ only in their command. Run workers are
+# started by the user-code server (DefaultRunLauncher), so they run in this image too.
 FROM python:3.11-slim
 
 ENV PYTHONDONTWRITEBYTECODE=1 \
@@ -24,6 +24,8 @@ RUN pip install .
 # The instance config (storage, run queue, pools, monitoring) and where to find the user code.
 COPY dagster.yaml ${DAGSTER_HOME}/dagster.yaml
 COPY workspace.yaml ./workspace.yaml
+# What the Celery workers start with (`dagster-celery worker start -y celery.yaml`).
+COPY celery.yaml ./celery.yaml
 RUN mkdir -p ${DAGSTER_HOME}/storage ${CRYPTOTA_HOME} ${NUMBA_CACHE_DIR} \
     && chown -R dagster:dagster /opt/dagster
 

@@ -14,7 +14,8 @@ from dagster._core.instance.config import dagster_instance_config
 
 from tests.pipelines.deployment import REPO
 
-DAGSTER_SERVICES = ("user-code", "webserver", "daemon")
+DAGSTER_SERVICES = ("user-code", "webserver", "daemon", "worker")
+"""Services of the project's image: each needs the instance (dagster.yaml's variables)."""
 
 
 def _compose() -> dict[str, Any]:
@@ -50,6 +51,26 @@ def test_compose_runs_every_service_with_a_health_check() -> None:
         assert services[name]["env_file"] == ".env"
 
 
+def test_celery_workers_scale_and_share_the_broker_with_the_runs() -> None:
+    """`docker compose up --scale worker=N`: no fixed name or host port; the workers start with
+    celery.yaml (copied into the image) and use the broker the run workers submit steps to."""
+    services = _compose()["services"]
+    worker = services["worker"]
+    assert "container_name" not in worker and "ports" not in worker
+    command = worker["command"]
+    assert command[:3] == ["dagster-celery", "worker", "start"]
+    assert command[command.index("-A") + 1] == "dagster_celery.app"
+    config = command[command.index("-y") + 1]
+    assert config == "/opt/dagster/app/celery.yaml"
+    assert "COPY celery.yaml ./celery.yaml" in (REPO / "Dockerfile").read_text()
+    assert "WORKDIR /opt/dagster/app" in (REPO / "Dockerfile").read_text()
+    broker = worker["environment"]["CRYPTOTA_CELERY_BROKER_URL"]
+    assert broker.startswith("redis://redis:6379/")
+    assert broker != worker["environment"]["CRYPTOTA_REDIS_URL"]  # not the cache's database
+    assert services["user-code"]["environment"]["CRYPTOTA_CELERY_BROKER_URL"] == broker
+    assert "inspect ping" in " ".join(worker["healthcheck"]["test"])
+
+
 def test_workspace_points_at_the_user_code_server_compose_starts() -> None:
     (location,) = yaml.safe_load((REPO / "workspace.yaml").read_text())["load_from"]
     server = location["grpc_server"]
@@ -83,3 +104,7 @@ def test_docker_compose_accepts_the_file(tmp_path: Path) -> None:
     services = yaml.safe_load(accepted.stdout)["services"]
     assert set(services) == {"timescaledb", "dagster-postgres", "redis", *DAGSTER_SERVICES}
     assert all("healthcheck" in service for service in services.values())
+    # The scalable worker: no fixed name, no host port, the broker from the shared environment.
+    worker = services["worker"]
+    assert "container_name" not in worker and "ports" not in worker
+    assert worker["environment"]["CRYPTOTA_CELERY_BROKER_URL"] == "redis://redis:6379/1"
