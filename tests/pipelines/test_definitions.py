@@ -87,6 +87,7 @@ def test_definitions_import_without_environment_does_no_io(tmp_path: Path) -> No
         ],
         "jobs": [
             "__ASSET_JOB",
+            "adhoc_backtest_job",
             "backtest_job",
             "candle_ingestion_job",
             "candle_retention_job",
