@@ -47,6 +47,7 @@ pytestmark = [pytest.mark.postgres, pytest.mark.redis]
 
 GRIDS = {"rsi": {"period": [7, 10, 14, 21], "oversold": [20, 25, 30], "overbought": [70, 75]}}
 SLUGS = [p.slug for p in expand_param_grids(GRIDS)]  # 24 parameter sets
+OPTIMIZATION_GRIDS = {"rsi": {"period": [7, 14, 21], "oversold": [25, 30], "overbought": [70]}}
 INTERVAL, WINDOW_DAYS = "1m", 5
 VISIBILITY_TIMEOUT = 20
 """The workers' broker visibility timeout here: longer than any step of these runs (a few
@@ -142,6 +143,10 @@ def cluster(
             "CRYPTOTA_BACKTEST_INTERVAL": INTERVAL,
             "CRYPTOTA_BACKTEST_DAYS": str(WINDOW_DAYS),
             "CRYPTOTA_CELERY_BROKER_URL": broker_url,
+            # parameter_optimization of each symbol: a small grid on the same five days.
+            "CRYPTOTA_OPTIMIZATION_GRIDS": json.dumps(OPTIMIZATION_GRIDS),
+            "CRYPTOTA_OPTIMIZATION_DAYS": str(WINDOW_DAYS),
+            "CRYPTOTA_OPTIMIZATION_RECHECK": "1",
         }
         for name, value in dagster_pg_env(storage_url).items():  # what dagster.yaml reads
             env_patch.setenv(name, value)
@@ -193,7 +198,7 @@ def _launch(cluster: Cluster, label: str, selection: dict[str, Any]) -> subproce
     """``dagster job execute`` of the job with ``selection`` as its planning step's config: the
     run's orchestration in this process, its steps on the workers. Tagged ``cryptota/test``."""
     run_config = cluster.root / f"run-{label}.yaml"
-    run_config.write_text(yaml.safe_dump({"ops": {"plan_backtest_shards": {"config": selection}}}))
+    run_config.write_text(yaml.safe_dump({"ops": {"plan_steps": {"config": selection}}}))
     log = open(cluster.root / f"run-{label}.log", "wb")  # noqa: SIM115 - closed with the process
     return subprocess.Popen(
         [
@@ -282,6 +287,8 @@ def _stored_per_symbol(cluster: Cluster, run_id: str) -> dict[str, int]:
 
 
 def test_steps_run_on_both_workers_and_store_each_partition_once(cluster: Cluster) -> None:
+    """Four parameter sets on two symbols, one partition per step, and each symbol optimised:
+    ten steps over two workers."""
     slugs = SLUGS[:4]
     process = _launch(cluster, "spread", {"param_sets": slugs, "partitions_per_step": 1})
     run_id = _finish(cluster, process, "spread")
@@ -300,11 +307,27 @@ def test_steps_run_on_both_workers_and_store_each_partition_once(cluster: Cluste
     )
     assert set(stored["dagster_run_id"]) == {run_id}
     assert (stored["equity_points"] == stored["bars"]).all()
-    # One materialisation of backtest_runs per partition, recorded by the step that stored it.
+    # One materialisation per partition, recorded by the step that stored it.
     materialized = cluster.instance.all_logs(run_id, of_type=DagsterEventType.ASSET_MATERIALIZATION)
-    assert sorted(str(r.get_dagster_event().partition) for r in materialized) == sorted(
+    partitions: dict[str, list[str]] = {}
+    for record in materialized:
+        event = record.get_dagster_event()
+        partitions.setdefault(event.asset_key.to_user_string(), []).append(str(event.partition))
+    assert sorted(partitions["backtest_runs"]) == sorted(
         f"{slug}|{symbol}" for symbol in SYMBOLS for slug in slugs
     )
+    # Each symbol optimised in a step of its own, its search stored once with the run id.
+    assert sorted(partitions["parameter_optimization"]) == sorted(SYMBOLS)
+    assert all(len(ran[f"optimize_symbol_step[{symbol}]"]) == 1 for symbol in SYMBOLS)
+    results = ResultsStore.from_url(cluster.store_url, create=False)
+    try:
+        with results.engine.connect() as conn:
+            searches = conn.execute(
+                text("SELECT symbol, dagster_run_id FROM optimization_runs ORDER BY symbol")
+            ).all()
+    finally:
+        results.engine.dispose()
+    assert [tuple(row) for row in searches] == [(symbol, run_id) for symbol in sorted(SYMBOLS)]
 
 
 def test_the_compose_health_check_pings_the_worker(cluster: Cluster) -> None:
@@ -347,7 +370,7 @@ def _shard_symbol(step: str) -> str:
 def _kill_mid_step(cluster: Cluster, label: str, kill: Callable[[CeleryWorker], None]) -> Killed:
     """Run the job with one step per symbol (24 partitions each) and ``kill`` the worker of a step
     once that step has stored some of its partitions but not all; wait for the run to succeed."""
-    process = _launch(cluster, label, {"partitions_per_step": len(SLUGS)})
+    process = _launch(cluster, label, {"partitions_per_step": len(SLUGS), "optimize": False})
     try:
         run_id = _wait(cluster, f"run {label} to start", lambda: _run_id(cluster, label), 60, 0.2)
 

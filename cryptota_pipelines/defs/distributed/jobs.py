@@ -1,13 +1,14 @@
-"""``distributed_backtest_job``: the ``backtest_runs`` partitions of one run as many steps, run by
-Celery workers.
+"""``distributed_backtest_job``: the ``backtest_runs`` partitions of one run as many steps, and each
+symbol's ``parameter_optimization``, run by Celery workers.
 
 Executors distribute *steps*, and Dagster runs one partitioned asset in one run as one step:
 ``backtest_runs`` (single-run backfill policy) refreshes every symbol × parameter set in a single
 step on a single machine. This job is the scale-out path for the same work. Its first step,
-``plan_backtest_shards``, fixes the partitions and the window once and cuts them into shards of
+``plan_steps``, fixes the partitions and the window once and cuts them into shards of
 one symbol and at most ``partitions_per_step`` parameter sets (one candle read per shard);
 ``backtest_shard`` is mapped over the shards, one step each, and the Celery executor hands each
-step to whichever worker is free: N workers run N shards at once.
+step to whichever worker is free: N workers run N shards at once. (A backfill of
+``backtest_runs`` launched from the UI stays one run, one step, on ``backtest_job``'s executor.)
 
 A shard step calls what the asset calls (:func:`~cryptota_core.backtest.runs.run_many`: the same
 engine, the same saves keyed by partition, the run id recorded) and records one
@@ -16,7 +17,10 @@ metadata, so the asset's partition status, its lineage and the leaderboard's aut
 see these results as they see the asset's. The asset's blocking checks run with ``backtest_job``,
 not here.
 
-``parameter_optimization`` (one step per symbol) joins by mapping one more op over the symbols.
+The same run also optimises each symbol (``parameter_optimization``, one step per symbol, the
+asset's own core call and metadata) unless its config says ``optimize: false``: a sweep of a
+thousand parameter sets is exactly the work worth spreading. Another per-symbol step joins the
+same way, by mapping one more op over the planner's ``symbols`` output.
 """
 
 from collections.abc import Iterator, Sequence
@@ -39,10 +43,12 @@ from pydantic import BaseModel, Field
 
 from cryptota_core.backtest.runs import BacktestWindow, run_many
 from cryptota_core.errors import InvalidInputError, NoDataError
+from cryptota_core.research.runs import optimize_symbol
 from cryptota_pipelines.defs.backtests.assets import run_metadata
 from cryptota_pipelines.defs.ingestion.assets import NOT_RETRYABLE, fail_fast_on_bad_input
+from cryptota_pipelines.defs.research.assets import RESEARCH_RETRY, optimization_metadata
 from cryptota_pipelines.executors import cryptota_celery_executor
-from cryptota_pipelines.keys import BACKTEST_RUNS
+from cryptota_pipelines.keys import BACKTEST_RUNS, PARAMETER_OPTIMIZATION
 from cryptota_pipelines.partitions import (
     PARAM_SETS_PARTITIONS,
     SYMBOLS_PARTITIONS,
@@ -52,6 +58,8 @@ from cryptota_pipelines.resources import (
     BacktestCacheResource,
     BacktestConfigResource,
     CandleStoreResource,
+    ResearchConfigResource,
+    ResearchStoreResource,
     ResultsStoreResource,
     RunLoggingResource,
 )
@@ -62,8 +70,9 @@ fast engine, long enough that a step's start-up is a small part of it, short eno
 refresh of the default grid on two symbols is several steps."""
 
 
-class BacktestSelection(Config):
-    """Which ``backtest_runs`` partitions the run covers, and how finely they are cut."""
+class DistributedSelection(Config):
+    """Which ``backtest_runs`` partitions the run covers, how finely they are cut, and whether
+    the run also optimises each of its symbols."""
 
     symbols: list[str] | None = Field(
         default=None, description="Symbols to backtest; default: every `symbols` partition."
@@ -76,6 +85,10 @@ class BacktestSelection(Config):
         default=DEFAULT_PARTITIONS_PER_STEP,
         description="At most this many parameter sets (of one symbol) per step: smaller means "
         "more, shorter steps spread over more workers.",
+    )
+    optimize: bool = Field(
+        default=True,
+        description="Also materialise parameter_optimization for each symbol (one step each).",
     )
 
 
@@ -125,18 +138,22 @@ def shard(
 
 
 @op(
-    out=DynamicOut(dict, io_manager_key="json_io_manager"),
-    description="Fix the run's backtest_runs partitions and window, and cut them into shards of "
-    "one symbol each.",
+    out={
+        "shards": DynamicOut(dict, io_manager_key="json_io_manager"),
+        "symbols": DynamicOut(str, io_manager_key="json_io_manager", is_required=False),
+    },
+    description="Fix the run's backtest_runs partitions and window, cut them into shards of one "
+    "symbol each, and list the symbols to optimise.",
 )
-def plan_backtest_shards(
+def plan_steps(
     context: OpExecutionContext,
-    config: BacktestSelection,
+    config: DistributedSelection,
     run_logging: RunLoggingResource,
     backtest_config: BacktestConfigResource,
-) -> Iterator[DynamicOutput[dict[str, Any]]]:
-    """One output per shard, keyed ``<symbol>_<n>``. The window is taken here, once, so every
-    step of the run backtests the same candles even when the run crosses midnight UTC."""
+) -> Iterator[DynamicOutput[Any]]:
+    """One ``shards`` output per shard, keyed ``<symbol>_<n>``, and one ``symbols`` output per
+    symbol (with ``optimize``). The backtest window is taken here, once, so every backtest step
+    of the run reads the same candles even when the run crosses midnight UTC."""
     instance = context.instance
     with fail_fast_on_bad_input():
         symbols = choose(
@@ -159,7 +176,12 @@ def plan_backtest_shards(
             start=window.start.isoformat(),
             end=window.end.isoformat(),
         )
-        yield DynamicOutput(todo.model_dump(), mapping_key=f"{symbol}_{numbers[symbol]}")
+        yield DynamicOutput(
+            todo.model_dump(), mapping_key=f"{symbol}_{numbers[symbol]}", output_name="shards"
+        )
+    if config.optimize:
+        for symbol in symbols:
+            yield DynamicOutput(symbol, mapping_key=symbol, output_name="symbols")
     context.log.info(
         f"{len(symbols) * len(slugs)} partitions in {len(shards)} steps, window "
         f"{window.start.isoformat()} .. {window.end.isoformat()} at {window.interval}"
@@ -204,11 +226,46 @@ def backtest_shard(
         )
 
 
+@op(
+    retry_policy=RESEARCH_RETRY,
+    description="parameter_optimization of one symbol: every strategy of "
+    "CRYPTOTA_OPTIMIZATION_GRIDS searched on its window, stored and recorded as the partition.",
+)
+def optimize_symbol_step(
+    context: OpExecutionContext,
+    symbol: str,
+    run_logging: RunLoggingResource,
+    candle_store: CandleStoreResource,
+    research_store: ResearchStoreResource,
+    research_config: ResearchConfigResource,
+) -> None:
+    """What the asset does for its partition (``optimize_symbol``), recorded as a
+    materialisation of that partition with the asset's metadata."""
+    with fail_fast_on_bad_input((*NOT_RETRYABLE, NoDataError)):
+        stored = optimize_symbol(
+            candle_store.store(),
+            research_store.store(),
+            symbol,
+            research_config.config(),
+            run_id=context.run.run_id,
+        )
+    context.log_event(
+        AssetMaterialization(
+            asset_key=PARAMETER_OPTIMIZATION,
+            partition=symbol,
+            metadata=optimization_metadata(stored),
+        )
+    )
+
+
 @job(
     executor_def=cryptota_celery_executor,
     description="backtest_runs partitions (default: all of them) as one step per symbol and "
-    "batch of parameter sets, executed by Celery workers (CRYPTOTA_CELERY_BROKER_URL; start "
-    "workers with `dagster-celery worker start -A dagster_celery.app -y celery.yaml`).",
+    "batch of parameter sets, and parameter_optimization as one step per symbol, executed by "
+    "Celery workers (CRYPTOTA_CELERY_BROKER_URL; start workers with `dagster-celery worker start "
+    "-A dagster_celery.app -y celery.yaml`).",
 )
 def distributed_backtest_job() -> None:
-    plan_backtest_shards().map(backtest_shard)
+    shards, symbols = plan_steps()
+    shards.map(backtest_shard)
+    symbols.map(optimize_symbol_step)
