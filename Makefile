@@ -50,8 +50,13 @@ ui: install
 	DAGSTER_HOME="$$($(BIN)/python -c 'from cryptota_core.settings import load_settings as s; h = s().resolved_dagster_home; h.mkdir(parents=True, exist_ok=True); print(h)')" \
 		$(BIN)/dagster dev -m cryptota_pipelines.definitions
 
-## Benchmarks (never part of the tests): prints a table.
-bench: install
+## Benchmarks (never part of the tests): prints a table. The peers (vectorbt) are the bench extra.
+BENCH_STAMP := $(VENV)/.bench-installed
+$(BENCH_STAMP): $(STAMP)
+	$(BIN)/python -m pip install --quiet -e '.[dev,bench]'
+	touch $(BENCH_STAMP)
+
+bench: install $(BENCH_STAMP)
 	$(BIN)/python -m bench
 
 clean:
