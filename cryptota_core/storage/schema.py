@@ -194,6 +194,8 @@ Index(
     backtest_results.c.strategy,
 )
 Index("backtest_results_created", backtest_results.c.created_at)
+Index("backtest_results_run_id", backtest_results.c.dagster_run_id)
+"""``cryptota results RUN_ID`` reads a run's results by its Dagster run id."""
 
 _RESULT_FK = "backtest_results.run_key"
 
