@@ -44,6 +44,8 @@ _QUOTED = ", ".join(f'"{c}"' for c in _VALUE_COLUMNS)
 _ALL_COLUMNS = ["exchange", "symbol", "interval", "open_time", *_VALUE_COLUMNS, "ingested_at"]
 _COLUMNS = ", ".join(f'"{c}"' for c in _ALL_COLUMNS)
 _STAGED_COLUMNS = ", ".join(f's."{c}"' for c in _ALL_COLUMNS)
+_COPY_KINDS = ["i"] + ["i" if c == "trades" else "f" for c in _VALUE_COLUMNS]
+"""Binary COPY column kinds of a candle read: open_time, then the values."""
 _STAGED_DIFFERS = " OR ".join(f's."{c}" IS DISTINCT FROM c."{c}"' for c in _VALUE_COLUMNS)
 
 
@@ -312,11 +314,8 @@ class CandleStore:
         for a background policy; False (nothing to do) where rollups are resampled on read."""
         if not (self.is_postgres and self.has_timescale):
             return False
-        day = pd.Timedelta(days=1)
-        lo = start.floor(day) if start is not None else None
-        hi = end.ceil(day) if end is not None else None
         with translate_db_errors(self.engine), self._autocommit() as conn:
-            timescale.refresh_aggregates(conn, lo, hi)
+            timescale.refresh_aggregates(conn, start, end)
         return True
 
     def _autocommit(self) -> Connection:
@@ -421,7 +420,7 @@ class CandleStore:
             view=timescale.aggregate_view(key.interval)
         )
         params = [key.exchange, key.symbol, start.to_pydatetime(), (end - width).to_pydatetime()]
-        kinds = ["i"] + ["i" if c == "trades" else "f" for c in _VALUE_COLUMNS] + ["i"]
+        kinds = [*_COPY_KINDS, "i"]  # + last_open_time
         values = pg_copy.decode(self._copy_out(sql, params), kinds)
         frame = candle_frame_from_arrays(
             pg_timestamp_to_ms(values[0]),
@@ -469,8 +468,7 @@ class CandleStore:
             'WHERE exchange = %s AND symbol = %s AND "interval" = %s '
             "AND open_time >= %s AND open_time < %s ORDER BY open_time) TO STDOUT (FORMAT binary)"
         )
-        kinds = ["i"] + ["i" if c == "trades" else "f" for c in _VALUE_COLUMNS]
-        values = pg_copy.decode(self._copy_out(sql, params), kinds)
+        values = pg_copy.decode(self._copy_out(sql, params), _COPY_KINDS)
         return candle_frame_from_arrays(
             pg_timestamp_to_ms(values[0]),
             {c: values[i + 1] for i, c in enumerate(_VALUE_COLUMNS)},

@@ -291,13 +291,6 @@ def enable(conn: Connection, *, retention_days: int | None = None) -> SetupRepor
 
 
 # ================================================================================ refresh
-def refresh_window(start: pd.Timestamp, end: pd.Timestamp) -> tuple[pd.Timestamp, pd.Timestamp]:
-    """``[start, end)`` widened to whole UTC days: the widest bucket (1d) that holds a written
-    candle is then inside the window, and TimescaleDB refreshes only whole buckets."""
-    day = pd.Timedelta(days=1)
-    return start.floor(day), end.ceil(day)
-
-
 def refresh_aggregates(
     conn: Connection,
     start: pd.Timestamp | None,
@@ -305,9 +298,13 @@ def refresh_aggregates(
     *,
     views: tuple[str, ...] = (),
 ) -> None:
-    """Refresh the continuous aggregates (``views``, default all) over ``[start, end)`` (None:
-    unbounded). Must run outside a transaction block, as ``refresh_continuous_aggregate``
-    requires."""
+    """Refresh the continuous aggregates (``views``, default all) over ``[start, end)`` widened
+    to whole UTC days (None: unbounded): the widest bucket (1d) holding a written candle is then
+    inside the window, and TimescaleDB refreshes only whole buckets. Must run outside a
+    transaction block, as ``refresh_continuous_aggregate`` requires."""
+    day = pd.Timedelta(days=1)
+    start = start.floor(day) if start is not None else None
+    end = end.ceil(day) if end is not None else None
     bounds = ["NULL" if ts is None else f"'{ts.isoformat()}'::timestamptz" for ts in (start, end)]
     for view in views or tuple(aggregate_view(i) for i in AGGREGATES):
         conn.exec_driver_sql(
