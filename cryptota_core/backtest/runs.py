@@ -127,10 +127,15 @@ def run_and_store(
     cache: ResultCache | None = None,
     run_id: str | None = None,
     candles: CandleInput | None = None,
+    cash: float = 10_000.0,
+    commission: float = 0.001,
+    slippage: float = 0.0,
+    stake: float = 0.95,
 ) -> StoredRun:
     """Backtest ``param_set`` on ``symbol`` over ``window`` and save it (idempotently, keyed by
     the partition) with its candle fingerprint, code version and run id. ``candles`` saves the
-    read when the caller already holds the window's candles of ``symbol``."""
+    read when the caller already holds the window's candles of ``symbol``; the broker settings
+    are DESIGN §5's defaults unless an ad-hoc run asks for others."""
     if candles is None:
         candles = candles_from_store(store, symbol, window.interval, window.start, window.end)
     if len(candles.frame) < 2:
@@ -142,6 +147,10 @@ def run_and_store(
         candles,
         param_set.strategy,
         param_set.params,
+        cash=cash,
+        commission=commission,
+        slippage=slippage,
+        stake=stake,
         cache=cache,
         engine=pipeline_engine(param_set.strategy),
     )

@@ -27,14 +27,16 @@ from dagster import (
 )
 from pydantic import Field
 
-from cryptota_core.backtest.runs import pipeline_engine
-from cryptota_core.backtest.service import CODE_VERSION, backtest_or_cache, candles_from_store
-from cryptota_core.errors import InvalidInputError, NoDataError
+from cryptota_core.backtest.runs import BacktestWindow, ParamSet, run_and_store
+from cryptota_core.errors import InvalidInputError
 from cryptota_core.market.frame import normalise_symbol
 from cryptota_core.market.intervals import parse_interval, to_utc_timestamp
 from cryptota_core.numbers import finite_or_none
 from cryptota_core.strategies import get_strategy
-from cryptota_pipelines.defs.ingestion.assets import NOT_RETRYABLE, fail_fast_on_bad_input
+from cryptota_pipelines.failures import (
+    NOT_RETRYABLE_ON_STORED_DATA,
+    fail_fast_on_bad_input,
+)
 from cryptota_pipelines.resources import (
     BacktestCacheResource,
     CandleStoreResource,
@@ -101,6 +103,12 @@ class AdhocRequest:
     start: pd.Timestamp
     end: pd.Timestamp
 
+    def param_set(self) -> ParamSet:
+        return ParamSet(get_strategy(self.strategy).slug(self.params), self.strategy, self.params)
+
+    def window(self) -> BacktestWindow:
+        return BacktestWindow(self.interval, self.start, self.end)
+
 
 def _field(name: str, parse: Callable[[], T]) -> T:
     """``parse()``, its one-line error prefixed with the run-config field it is about."""
@@ -126,41 +134,32 @@ def adhoc_backtest(
     the pipeline does), store with the run id, and show the result (the ``cryptota backtest
     --json`` object) as the output's metadata."""
     # Nothing here gets better on a retry: bad input and missing candles are the user's to fix.
-    with fail_fast_on_bad_input((*NOT_RETRYABLE, NoDataError)):
+    with fail_fast_on_bad_input(NOT_RETRYABLE_ON_STORED_DATA):
         request = config.request()
-        candles = candles_from_store(
-            candle_store.store(), request.symbol, request.interval, request.start, request.end
-        )
-        done = backtest_or_cache(
-            candles,
-            request.strategy,
-            request.params,
+        run = run_and_store(
+            candle_store.store(),
+            results_store.store(),
+            symbol=request.symbol,
+            param_set=request.param_set(),
+            window=request.window(),
+            cache=backtest_cache.cache(),
+            run_id=context.run.run_id,
             cash=config.cash,
             commission=config.commission,
             slippage=config.slippage,
             stake=config.stake,
-            cache=backtest_cache.cache(),
-            engine=pipeline_engine(request.strategy),
         )
-        assert candles.key is not None  # read from the store
-        run_key = results_store.store().save_backtest(
-            done.result,
-            exchange=candles.key.exchange,
-            symbol=request.symbol,
-            candle_fingerprint=candles.fingerprint,
-            code_version=CODE_VERSION,
-            run_id=context.run.run_id,
-        )
-    result = done.result
+    result, candles = run.result, run.candles
+    assert candles.key is not None  # read from the store
     metadata: dict[str, Any] = {
         "result": MetadataValue.json(result.to_dict()),
-        "run_key": run_key,
+        "run_key": run.run_key,
         "symbol": request.symbol,
         "exchange": candles.key.exchange,
         "slug": result.slug,
         "engine": result.engine,
         "bars": result.bars,
-        "cached": done.cached,
+        "cached": run.cached,
         "candle_fingerprint": candles.fingerprint,
         **result.headline(),
         "equity_final": finite_or_none(result.equity_final),

@@ -27,15 +27,12 @@ from dagster import (
     AssetExecutionContext,
     AutomationCondition,
     BackfillPolicy,
-    Backoff,
     DimensionPartitionMapping,
     FreshnessPolicy,
     IdentityPartitionMapping,
-    Jitter,
     MaterializeResult,
     MetadataValue,
     MultiPartitionMapping,
-    RetryPolicy,
     asset,
 )
 
@@ -46,11 +43,11 @@ from cryptota_core.backtest.runs import (
     StoredRun,
     run_many,
 )
-from cryptota_core.errors import NoDataError
 from cryptota_core.numbers import finite_or_none
 from cryptota_core.storage.results_store import best_per_symbol
-from cryptota_pipelines.defs.ingestion.assets import (
-    NOT_RETRYABLE,
+from cryptota_pipelines.failures import (
+    NOT_RETRYABLE_ON_STORED_DATA,
+    STORED_DATA_RETRY,
     fail_fast_on_bad_input,
 )
 from cryptota_pipelines.keys import CANDLES_1M
@@ -105,9 +102,7 @@ _LEADERBOARD_SHOWN = [
     deps=[AssetDep(CANDLES_1M, partition_mapping=CANDLES_OF_THE_SYMBOL)],
     partitions_def=BACKTEST_PARTITIONS,
     backfill_policy=BackfillPolicy.single_run(),
-    retry_policy=RetryPolicy(
-        max_retries=2, delay=30, backoff=Backoff.EXPONENTIAL, jitter=Jitter.PLUS_MINUS
-    ),
+    retry_policy=STORED_DATA_RETRY,
     group_name="backtests",
     kinds={"python"},  # + where it writes, from the settings (definitions.py)
     code_version="1",
@@ -127,7 +122,7 @@ def backtest_runs(
     window = backtest_config.window()
     keys = dict(zip(context.partition_keys, backtest_keys(context.partition_keys), strict=True))
     # Missing candles are the operator's to ingest: retrying in a minute would not find them.
-    with fail_fast_on_bad_input((*NOT_RETRYABLE, NoDataError)):
+    with fail_fast_on_bad_input(NOT_RETRYABLE_ON_STORED_DATA):
         stored = run_many(
             candle_store.store(),
             results_store.store(),

@@ -29,25 +29,26 @@ from typing import Any
 import pandas as pd
 from dagster import (
     AssetMaterialization,
-    Backoff,
     Config,
     DynamicOut,
     DynamicOutput,
-    Jitter,
     OpExecutionContext,
-    RetryPolicy,
     job,
     op,
 )
 from pydantic import BaseModel, Field
 
 from cryptota_core.backtest.runs import BacktestWindow, run_many
-from cryptota_core.errors import InvalidInputError, NoDataError
+from cryptota_core.errors import InvalidInputError
 from cryptota_core.research.runs import optimize_symbol
 from cryptota_pipelines.defs.backtests.assets import run_metadata
-from cryptota_pipelines.defs.ingestion.assets import NOT_RETRYABLE, fail_fast_on_bad_input
-from cryptota_pipelines.defs.research.assets import RESEARCH_RETRY, optimization_metadata
+from cryptota_pipelines.defs.research.assets import for_symbol, optimization_metadata
 from cryptota_pipelines.executors import cryptota_celery_executor
+from cryptota_pipelines.failures import (
+    NOT_RETRYABLE_ON_STORED_DATA,
+    STORED_DATA_RETRY,
+    fail_fast_on_bad_input,
+)
 from cryptota_pipelines.keys import BACKTEST_RUNS, PARAMETER_OPTIMIZATION
 from cryptota_pipelines.partitions import (
     PARAM_SETS_PARTITIONS,
@@ -189,9 +190,7 @@ def plan_steps(
 
 
 @op(
-    retry_policy=RetryPolicy(
-        max_retries=2, delay=30, backoff=Backoff.EXPONENTIAL, jitter=Jitter.PLUS_MINUS
-    ),
+    retry_policy=STORED_DATA_RETRY,
     description="Backtest one shard's parameter sets on its symbol, store each result and record "
     "each as a backtest_runs partition.",
 )
@@ -207,7 +206,7 @@ def backtest_shard(
     step again after its worker died, stores each partition again in place: one copy each."""
     todo = BacktestShard.model_validate(shard)
     # Missing candles are the operator's to ingest: retrying in a minute would not find them.
-    with fail_fast_on_bad_input((*NOT_RETRYABLE, NoDataError)):
+    with fail_fast_on_bad_input(NOT_RETRYABLE_ON_STORED_DATA):
         stored = run_many(
             candle_store.store(),
             results_store.store(),
@@ -227,7 +226,7 @@ def backtest_shard(
 
 
 @op(
-    retry_policy=RESEARCH_RETRY,
+    retry_policy=STORED_DATA_RETRY,
     description="parameter_optimization of one symbol: every strategy of "
     "CRYPTOTA_OPTIMIZATION_GRIDS searched on its window, stored and recorded as the partition.",
 )
@@ -241,14 +240,9 @@ def optimize_symbol_step(
 ) -> None:
     """What the asset does for its partition (``optimize_symbol``), recorded as a
     materialisation of that partition with the asset's metadata."""
-    with fail_fast_on_bad_input((*NOT_RETRYABLE, NoDataError)):
-        stored = optimize_symbol(
-            candle_store.store(),
-            research_store.store(),
-            symbol,
-            research_config.config(),
-            run_id=context.run.run_id,
-        )
+    stored = for_symbol(
+        optimize_symbol, symbol, context.run.run_id, candle_store, research_store, research_config
+    )
     context.log_event(
         AssetMaterialization(
             asset_key=PARAMETER_OPTIMIZATION,

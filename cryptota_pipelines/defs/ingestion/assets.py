@@ -7,8 +7,7 @@ one call per symbol, which ingests month by month in one transaction each (idemp
 retry or a re-run leaves exactly one copy of every candle).
 """
 
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
 from datetime import timedelta
 from typing import Any
 
@@ -17,7 +16,6 @@ from dagster import (
     AssetExecutionContext,
     AutomationCondition,
     Backoff,
-    Failure,
     FreshnessPolicy,
     Jitter,
     MaterializeResult,
@@ -25,11 +23,11 @@ from dagster import (
     asset,
 )
 
-from cryptota_core.errors import ConfigError, DataError, InvalidInputError
 from cryptota_core.ingest import IngestReport, ingest_series
 from cryptota_core.market.frame import SeriesKey
 from cryptota_core.storage.candle_store import BASE_INTERVAL
 from cryptota_core.storage.schema import candles
+from cryptota_pipelines.failures import fail_fast_on_bad_input
 from cryptota_pipelines.metadata import column_schema, frame_table
 from cryptota_pipelines.partitions import (
     CANDLE_BACKFILL_POLICY,
@@ -45,9 +43,6 @@ from cryptota_pipelines.resources import (
 
 EXCHANGE_POOL = "binance"
 """Concurrency pool of every step that calls the exchange or its archive (see dagster.yaml)."""
-
-NOT_RETRYABLE: tuple[type[Exception], ...] = (ConfigError, InvalidInputError, DataError)
-"""Errors a retry cannot fix (bad settings, bad symbol, data failing validation)."""
 
 SHOWN_GAPS = 50
 """At most this many gaps are listed in a materialisation's ``gap_list`` (``gaps`` counts all)."""
@@ -79,19 +74,6 @@ CANDLES_FRESH_BY = FreshnessPolicy.cron(
 """Yesterday's candles are in by 02:00 UTC: some day was materialised since the 00:15 UTC tick.
 Dagster's freshness daemon evaluates it; the UI shows the asset stale (and an alert can fire)
 when the nightly ingestion did not run or failed every retry."""
-
-
-@contextmanager
-def fail_fast_on_bad_input(
-    not_retryable: tuple[type[Exception], ...] = NOT_RETRYABLE,
-) -> Iterator[None]:
-    """Turn errors a retry cannot fix into a Dagster failure that skips the retry policy, keeping
-    the core's one-line message; transient ones (source unavailable, database down) propagate
-    and are retried."""
-    try:
-        yield
-    except not_retryable as e:
-        raise Failure(description=str(e), allow_retries=False) from e
 
 
 @asset(

@@ -17,16 +17,12 @@ from dagster import (
     AssetDep,
     AssetExecutionContext,
     AutomationCondition,
-    Backoff,
-    Jitter,
     MaterializeResult,
     MetadataValue,
     MultiToSingleDimensionPartitionMapping,
-    RetryPolicy,
     asset,
 )
 
-from cryptota_core.errors import NoDataError
 from cryptota_core.numbers import finite_or_none
 from cryptota_core.research.plots import plot_heatmap, plot_walk_forward
 from cryptota_core.research.runs import (
@@ -36,7 +32,11 @@ from cryptota_core.research.runs import (
     signal_symbol,
     walk_forward_symbol,
 )
-from cryptota_pipelines.defs.ingestion.assets import NOT_RETRYABLE, fail_fast_on_bad_input
+from cryptota_pipelines.failures import (
+    NOT_RETRYABLE_ON_STORED_DATA,
+    STORED_DATA_RETRY,
+    fail_fast_on_bad_input,
+)
 from cryptota_pipelines.keys import CANDLES_1M, PARAMETER_OPTIMIZATION
 from cryptota_pipelines.metadata import frame_table, png_markdown
 from cryptota_pipelines.partitions import SYMBOL_DIMENSION, symbol_partitions
@@ -52,14 +52,12 @@ CANDLES_OF_THE_SYMBOL = MultiToSingleDimensionPartitionMapping(
 )
 """A symbol's research reads that symbol's candles, every day of its window."""
 
-RESEARCH_RETRY = RetryPolicy(
-    max_retries=2, delay=30, backoff=Backoff.EXPONENTIAL, jitter=Jitter.PLUS_MINUS
-)
+STORED_DATA_RETRY = STORED_DATA_RETRY
 
 PER_SYMBOL: dict[str, Any] = {
     "deps": [AssetDep(CANDLES_1M, partition_mapping=CANDLES_OF_THE_SYMBOL)],
     "partitions_def": symbol_partitions,
-    "retry_policy": RESEARCH_RETRY,
+    "retry_policy": STORED_DATA_RETRY,
     "group_name": "research",
     "kinds": {"python"},
     "code_version": "1",
@@ -84,21 +82,28 @@ Step = TypeVar("Step")
 
 def for_symbol(
     step: Callable[..., Step],
-    context: AssetExecutionContext,
+    symbol: str,
+    run_id: str,
     candle_store: CandleStoreResource,
     research_store: ResearchStoreResource,
     research_config: ResearchConfigResource,
 ) -> Step:
-    """One research step of :mod:`cryptota_core.research.runs` on the partition's symbol,
-    stored with the run id; bad input or missing candles fail at once, without retries."""
-    with fail_fast_on_bad_input((*NOT_RETRYABLE, NoDataError)):
+    """One research step of :mod:`cryptota_core.research.runs` on ``symbol``, stored with the
+    run id; bad input or missing candles fail at once, without retries. The assets and the
+    distributed job's steps all run through here."""
+    with fail_fast_on_bad_input(NOT_RETRYABLE_ON_STORED_DATA):
         return step(
             candle_store.store(),
             research_store.store(),
-            context.partition_key,
+            symbol,
             research_config.config(),
-            run_id=context.run.run_id,
+            run_id=run_id,
         )
+
+
+def _partition(context: AssetExecutionContext) -> tuple[str, str]:
+    """The symbol an asset step works on, and its run id."""
+    return context.partition_key, context.run.run_id
 
 
 @asset(
@@ -115,7 +120,9 @@ def parameter_optimization(
     research_config: ResearchConfigResource,
 ) -> MaterializeResult:
     """Optimise every configured strategy on this symbol and store each search."""
-    stored = for_symbol(optimize_symbol, context, candle_store, research_store, research_config)
+    stored = for_symbol(
+        optimize_symbol, *_partition(context), candle_store, research_store, research_config
+    )
     return MaterializeResult(metadata=optimization_metadata(stored))
 
 
@@ -185,7 +192,9 @@ def walk_forward_report(
     research_config: ResearchConfigResource,
 ) -> MaterializeResult:
     """Walk every configured strategy forward on this symbol and store the windows."""
-    stored = for_symbol(walk_forward_symbol, context, candle_store, research_store, research_config)
+    stored = for_symbol(
+        walk_forward_symbol, *_partition(context), candle_store, research_store, research_config
+    )
     return MaterializeResult(metadata=walk_forward_metadata(stored))
 
 
@@ -235,7 +244,7 @@ def trading_signals(
 ) -> MaterializeResult:
     """Evaluate the current best parameters on the newest candles and place paper orders."""
     orders, placed = for_symbol(
-        signal_symbol, context, candle_store, research_store, research_config
+        signal_symbol, *_partition(context), candle_store, research_store, research_config
     )
     table = pd.DataFrame(
         [
