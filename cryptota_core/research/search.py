@@ -17,14 +17,15 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any, Literal
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from cryptota_core.errors import InvalidInputError
 from cryptota_core.strategies import Strategy, StrategyParams, get_strategy
+from cryptota_core.strategies.base import value_lists
 
 DEFAULT_MAX_SETS = 100_000
 """Most parameter sets a search evaluates unless told otherwise (``--max-sets``): about a minute
@@ -60,11 +61,7 @@ class SearchSpec(BaseModel):
             raise ValueError(
                 'the grid must be a non-empty JSON object of lists, e.g. {"period": [7, 14]}'
             )
-        out: dict[str, list[Any]] = {}
-        for key, values in value.items():
-            listed = isinstance(values, Iterable) and not isinstance(values, str | bytes | Mapping)
-            out[str(key)] = list(values) if listed else [values]
-        return out
+        return value_lists(value)
 
 
 def grid_size(grid: Mapping[str, Sequence[Any]]) -> int:
@@ -76,19 +73,15 @@ def parameter_sets(spec: SearchSpec) -> list[StrategyParams]:
     """The parameter sets ``spec`` asks for, in grid order (a random search: in draw order),
     after checking the search's size against ``max_sets``."""
     strategy = get_strategy(spec.strategy)
-    size = grid_size(spec.grid)
-    empty = [key for key, values in spec.grid.items() if not values]
-    if empty:
-        raise InvalidInputError(
-            f"grid value for {empty[0]!r} of {strategy.name} is an empty list; give at least one"
-        )
+    axes = strategy.grid_axes(spec.grid)
+    size = grid_size(axes)
     if spec.method == "grid":
         if size > spec.max_sets:
             raise InvalidInputError(
                 f"the grid has {size:,} combinations, more than --max-sets {spec.max_sets:,}; "
                 "narrow the grid, raise --max-sets, or use --method random --samples N"
             )
-        return strategy.expand_grid(spec.grid)
+        return strategy.expand_grid(axes)
     samples = spec.samples
     if samples is None:
         raise InvalidInputError("a random search needs --samples N (how many sets to draw)")
@@ -97,40 +90,33 @@ def parameter_sets(spec: SearchSpec) -> list[StrategyParams]:
             f"--samples {samples:,} is more than --max-sets {spec.max_sets:,}; raise --max-sets"
         )
     if samples >= size:  # asking for everything: the grid itself
-        return strategy.expand_grid(spec.grid)
-    return _sample(strategy, spec.grid, samples, spec.seed)
+        return strategy.expand_grid(axes)
+    return _sample(strategy, axes, samples, spec.seed)
 
 
 def _sample(
-    strategy: Strategy, grid: Mapping[str, list[Any]], samples: int, seed: int
+    strategy: Strategy, axes: dict[str, list[Any]], samples: int, seed: int
 ) -> list[StrategyParams]:
     """``samples`` distinct valid sets drawn uniformly from the grid's cross product without
-    materialising it; invalid draws are skipped, and a draw budget bounds grids that are mostly
-    invalid."""
-    strategy._check_keys(grid.keys())
-    keys = list(grid)
-    lengths = np.array([len(grid[k]) for k in keys], dtype=np.int64)
+    materialising it; combinations breaking a rule are skipped, and a draw budget bounds grids
+    that are mostly invalid."""
+    keys = list(axes)
+    lengths = np.array([len(axes[k]) for k in keys], dtype=np.int64)
     rng = np.random.default_rng(seed)
     chosen: dict[tuple[int, ...], StrategyParams] = {}
-    budget = 50 * samples + 1000
-    first_error = ""
-    for _ in range(budget):
+    first_skip = ""
+    for _ in range(50 * samples + 1000):
         if len(chosen) == samples:
             break
         point = tuple(int(i) for i in rng.integers(0, lengths))
         if point in chosen:
             continue
-        values = {k: grid[k][i] for k, i in zip(keys, point, strict=True)}
-        try:
-            chosen[point] = strategy.params_model.model_validate(values)
-        except ValidationError as e:
-            if any(err["loc"] for err in e.errors()):  # a bad value, not a rule between fields
-                raise InvalidInputError(strategy._explain(e)) from e
-            first_error = first_error or strategy._explain(e)
+        params = strategy.grid_point({k: axes[k][i] for k, i in zip(keys, point, strict=True)})
+        if isinstance(params, str):
+            first_skip = first_skip or params
+        else:
+            chosen[point] = params
     if not chosen:
-        raise InvalidInputError(
-            f"no valid parameter set in the grid for {strategy.name}: every combination drawn "
-            f"breaks a rule ({first_error}); widen the grid"
-        )
+        raise strategy.no_valid_set(first_skip)
     # Distinct points can still validate to equal sets (1 and 1.0): keep the first of each.
     return list(dict.fromkeys(chosen.values()))

@@ -90,6 +90,16 @@ class OrderRecord:
     commission: float = math.nan
 
 
+def value_lists(grid: Mapping[Any, Any]) -> dict[str, list[Any]]:
+    """A grid's values as lists: a scalar (a string too) is a one-value list."""
+    return {
+        str(key): list(values)
+        if isinstance(values, Iterable) and not isinstance(values, str | bytes | Mapping)
+        else [values]
+        for key, values in grid.items()
+    }
+
+
 class Strategy:
     """A strategy spec: everything the CLI, pipelines and optimiser need to know about it.
 
@@ -148,6 +158,24 @@ class Strategy:
         Combinations that break a rule *between* fields (oversold >= overbought) are skipped:
         a grid is a cross product and such corners are expected. A value no combination could
         accept (period 0, a string) and an unknown key are errors, because they are typos."""
+        axes = self.grid_axes(grid)
+        out: list[StrategyParams] = []
+        seen: set[StrategyParams] = set()
+        first_skip = ""
+        for combo in itertools.product(*axes.values()):
+            params = self.grid_point(dict(zip(axes, combo, strict=True)))
+            if isinstance(params, str):
+                first_skip = first_skip or params
+            elif params not in seen:
+                seen.add(params)
+                out.append(params)
+        if not out:
+            raise self.no_valid_set(first_skip)
+        return out
+
+    def grid_axes(self, grid: Mapping[str, Any] | str) -> dict[str, list[Any]]:
+        """A grid (a JSON object string or a mapping) as one non-empty value list per known
+        parameter; an unknown key, an empty list or a grid that is no object raise."""
         data = self._load_json(grid, what="--grid") if isinstance(grid, str) else grid
         if not isinstance(data, Mapping) or not data:
             raise InvalidInputError(
@@ -155,37 +183,31 @@ class Strategy:
                 f"{json.dumps(self.default_grid or {k: [v] for k, v in self._defaults().items()})}"
             )
         self._check_keys(data.keys())
-        keys = list(data)
-        axes: list[list[Any]] = []
-        for key in keys:
-            values = data[key]
-            listed = isinstance(values, Iterable) and not isinstance(values, str | bytes | Mapping)
-            values = list(values) if listed else [values]
+        axes = value_lists(data)
+        for key, values in axes.items():
             if not values:
                 raise InvalidInputError(
                     f"grid value for {key!r} of {self.name} is an empty list; give at least one"
                 )
-            axes.append(values)
-        out: list[StrategyParams] = []
-        seen: set[StrategyParams] = set()
-        first_skip = ""
-        for combo in itertools.product(*axes):
-            try:
-                params = self.params_model.model_validate(dict(zip(keys, combo, strict=True)))
-            except ValidationError as e:
-                if any(err["loc"] for err in e.errors()):
-                    raise InvalidInputError(self._explain(e)) from e
-                first_skip = first_skip or self._explain(e)
-                continue
-            if params not in seen:
-                seen.add(params)
-                out.append(params)
-        if not out:
-            raise InvalidInputError(
-                f"no valid parameter set in the grid for {self.name}: every combination breaks a "
-                f"rule ({first_skip}); widen the grid"
-            )
-        return out
+        return axes
+
+    def grid_point(self, values: Mapping[str, Any]) -> StrategyParams | str:
+        """The parameter set of one grid combination, or — when it only breaks a rule between
+        fields — why, as a message (such corners are skipped); a value no combination could
+        accept raises."""
+        try:
+            return self.params_model.model_validate(dict(values))
+        except ValidationError as e:
+            if any(err["loc"] for err in e.errors()):
+                raise InvalidInputError(self._explain(e)) from e
+            return self._explain(e)
+
+    def no_valid_set(self, reason: str) -> InvalidInputError:
+        """The error of a grid (or a draw from it) in which every combination breaks a rule."""
+        return InvalidInputError(
+            f"no valid parameter set in the grid for {self.name}: every combination breaks a "
+            f"rule ({reason}); widen the grid"
+        )
 
     def slug(self, params: StrategyParams | Mapping[str, Any]) -> str:
         """A deterministic, URL-safe name of one parameter set, e.g. ``rsi-p14-os30-ob70``.
