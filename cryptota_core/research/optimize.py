@@ -211,21 +211,19 @@ def optimize(
     if recheck < 0:
         raise InvalidInputError(f"--recheck {recheck}: use 0 or more")
     strategy = get_strategy(spec.strategy)
-    sets = fitting_sets(
-        strategy, list(sets) if sets is not None else parameter_sets(spec), len(candles)
-    )
     report = progress or (lambda _stage, _done, _total: None)
-    report("sweep", 0, len(sets))
-    sweep = run_sweep(
+    report("sweep", 0, 1)
+    sweep, ranked = sweep_ranked(
         candles,
         strategy,
-        sets,
+        list(sets) if sets is not None else parameter_sets(spec),
         interval=interval,
-        n_blocks=blocks_for(len(candles), n_blocks),
-        **broker.kwargs(),
+        objective=column,
+        top=top,
+        broker=broker,
+        n_blocks=n_blocks,
     )
-    report("sweep", len(sets), len(sets))
-    ranked = sweep.rank(column, top=min(top, len(sets)))
+    report("sweep", 1, 1)
     table = top_table(sweep, ranked, column)
     by_slug = dict(zip(sweep.slugs, sweep.params, strict=True))
 
@@ -257,6 +255,32 @@ def optimize(
         statistics=statistics,
         broker=broker,
     )
+
+
+def sweep_ranked(
+    candles: pd.DataFrame,
+    strategy: Strategy,
+    sets: list[StrategyParams],
+    *,
+    interval: str,
+    objective: str,
+    top: int,
+    broker: Broker,
+    n_blocks: int = DEFAULT_BLOCKS,
+) -> tuple[SweepResult, list[str]]:
+    """One sweep of the ``sets`` that fit the candles, and the ``top`` slugs by ``objective``
+    (a figure column), best first: the search of an optimisation and of each walk-forward
+    window."""
+    sets = fitting_sets(strategy, sets, len(candles))
+    sweep = run_sweep(
+        candles,
+        strategy,
+        sets,
+        interval=interval,
+        n_blocks=blocks_for(len(candles), n_blocks),
+        **broker.kwargs(),
+    )
+    return sweep, sweep.rank(objective, top=min(top, len(sets)))
 
 
 def fitting_sets(strategy: Strategy, sets: list[StrategyParams], bars: int) -> list[StrategyParams]:

@@ -35,10 +35,10 @@ from cryptota_core.backtest.engine import _prepare_candles
 from cryptota_core.backtest.fast import run_fast_backtest
 from cryptota_core.backtest.result import iso_utc
 from cryptota_core.errors import InvalidInputError
-from cryptota_core.market.intervals import interval_timedelta, periods_per_year
-from cryptota_core.metrics import annual_return, compute_metrics
+from cryptota_core.market.intervals import interval_timedelta
+from cryptota_core.metrics import compute_metrics
 from cryptota_core.numbers import finite_or_none
-from cryptota_core.research.optimize import Broker, objective_column, optimize
+from cryptota_core.research.optimize import Broker, objective_column, sweep_ranked
 from cryptota_core.research.search import SearchSpec, parameter_sets
 from cryptota_core.strategies import StrategyParams, get_strategy
 
@@ -191,7 +191,6 @@ def walk_forward(
     frame = _prepare_candles(candles)
     index = pd.DatetimeIndex(frame.index)
     step = interval_timedelta(interval)
-    periods = periods_per_year(interval)
     cuts = splits(len(frame), windows=windows, in_sample_ratio=in_sample_ratio, anchored=anchored)
     report = progress or (lambda _stage, _done, _total: None)
 
@@ -200,17 +199,17 @@ def walk_forward(
     value = broker.cash
     for k, cut in enumerate(cuts):
         report("windows", k, len(cuts))
-        chosen = optimize(
+        sweep, (slug,) = sweep_ranked(
             frame.iloc[cut.is_start : cut.is_end],
-            spec,
+            strategy,
+            sets,
             interval=interval,
             objective=column,
             top=1,
-            recheck=0,
             broker=broker,
-            sets=sets,
         )
-        model = strategy.parse_params(chosen.best_params)
+        model = sweep.params[sweep.slugs.index(slug)]
+        figures = sweep.figures.loc[slug].to_dict()
         history = min(strategy.warmup(model), cut.oos_start)
         run = run_fast_backtest(
             frame.iloc[cut.oos_start - history : cut.oos_end],
@@ -228,8 +227,6 @@ def walk_forward(
             benchmark=closes,
             exposure_bars=None,
         )
-        returns = equity.pct_change().to_numpy()[1:]
-        in_returns = chosen.best.equity.pct_change().to_numpy()[1:]
         results.append(
             WindowResult(
                 window_no=k,
@@ -237,13 +234,13 @@ def walk_forward(
                 in_sample_end=index[cut.is_end - 1] + step,
                 out_sample_start=index[cut.oos_start],
                 out_sample_end=index[cut.oos_end - 1] + step,
-                best_slug=chosen.best_slug,
-                best_params=chosen.best_params,
-                in_sample_score=chosen.best_score,
-                in_sample_annual_return=finite_or_none(annual_return(in_returns, periods)),
+                best_slug=slug,
+                best_params=model.model_dump(mode="json"),
+                in_sample_score=finite_or_none(figures[column]),
+                in_sample_annual_return=finite_or_none(figures["annual_return"]),
                 out_sample_score=finite_or_none(metrics.get(column)),
                 out_sample_return=finite_or_none(metrics.get("total_return")),
-                out_sample_annual_return=finite_or_none(annual_return(returns, periods)),
+                out_sample_annual_return=finite_or_none(metrics.get("annual_return")),
                 out_sample_metrics={
                     name: finite_or_none(metrics.get(name))
                     for name in ("total_return", "sharpe_ratio", "max_drawdown", "trade_count")
