@@ -9,7 +9,7 @@ every configured strategy on them.
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -150,6 +150,34 @@ def walk_forward_symbol(
     ]
 
 
+def current_best(research: ResearchStore, symbol: str, interval: str) -> list[dict[str, Any]]:
+    """Each strategy's newest optimisation of ``symbol`` at ``interval`` (``optimization_runs``
+    rows as dicts): the parameters signals and drift checks judge."""
+    rows = research.latest_optimizations(symbol).to_dict(orient="records")
+    return [{str(k): v for k, v in row.items()} for row in rows if row["interval"] == interval]
+
+
+def _recent_candles(
+    store: CandleStore, symbol: str, config: ResearchConfig, days: int, now: pd.Timestamp | None
+) -> Callable[[str], CandleInput]:
+    """The last ``days`` of ``symbol``'s candles up to the last closed one (not midnight), read
+    once per exchange however many strategies ask."""
+    end = (now if now is not None else pd.Timestamp.now(tz="UTC")).floor(
+        interval_timedelta(config.interval)
+    )
+    start = end - pd.Timedelta(days=days)
+    read: dict[str, CandleInput] = {}
+
+    def candles(exchange: str) -> CandleInput:
+        if exchange not in read:
+            read[exchange] = candles_from_store(
+                store, symbol, config.interval, start, end, exchange
+            )
+        return read[exchange]
+
+    return candles
+
+
 def signal_symbol(
     store: CandleStore,
     research: ResearchStore,
@@ -161,32 +189,28 @@ def signal_symbol(
 ) -> tuple[list[PaperOrder], int]:
     """The latest signal of each strategy's current best parameters on ``symbol`` as paper
     orders; returns the orders and how many of them were new (a re-run on the same candle places
-    nothing twice). The candles end at the last closed one, not at midnight."""
-    best = research.latest_optimizations(symbol)
-    if best.empty:
+    nothing twice)."""
+    best = current_best(research, symbol, config.interval)
+    if not best:
         raise NoDataError(
             f"no optimisation of {symbol} stored yet: materialise parameter_optimization first"
         )
-    step = interval_timedelta(config.interval)
-    end = (now if now is not None else pd.Timestamp.now(tz="UTC")).floor(step)
-    candles = candles_from_store(
-        store, symbol, config.interval, end - pd.Timedelta(days=config.optimization_days), end
-    )
+    candles = _recent_candles(store, symbol, config, config.optimization_days, now)
+    placed = 0
     orders: list[PaperOrder] = []
-    for row in best.to_dict(orient="records"):
-        if row["interval"] != config.interval:
-            continue
-        broker = Broker(**row["statistics"].get("broker", {}))
-        orders += latest_orders(
-            candles.frame,
+    for row in best:
+        recent = candles(str(row["exchange"]))
+        found = latest_orders(
+            recent.frame,
             exchange=str(row["exchange"]),
             symbol=symbol,
             interval=config.interval,
             strategy=str(row["strategy"]),
             params=dict(row["best_params"]),
-            **broker.kwargs(),
+            **Broker(**row["statistics"].get("broker", {})).kwargs(),
         )
-    placed = research.save_paper_orders(orders, lineage(candles, run_id))
+        placed += research.save_paper_orders(found, lineage(recent, run_id))
+        orders += found
     return orders, placed
 
 
@@ -199,28 +223,23 @@ def drift_symbol(
     now: pd.Timestamp | None = None,
 ) -> list[DriftCheck]:
     """Check each strategy's current best parameters on ``symbol`` against its walk-forward
-    expectation (strategies without an optimisation or a walk-forward are skipped)."""
-    best = research.latest_optimizations(symbol)
-    step = interval_timedelta(config.interval)
-    end = (now if now is not None else pd.Timestamp.now(tz="UTC")).floor(step)
-    start = end - pd.Timedelta(days=config.drift_days)
+    expectation (strategies without a walk-forward are skipped)."""
+    candles = _recent_candles(store, symbol, config, config.drift_days, now)
     checks = []
-    for row in best.to_dict(orient="records"):
-        if row["interval"] != config.interval:
-            continue
+    for row in current_best(research, symbol, config.interval):
         exchange, strategy = str(row["exchange"]), str(row["strategy"])
         windows = research.latest_walk_forward(symbol, strategy, exchange)
         if windows.empty:
             continue
-        recent = candles_from_store(store, symbol, config.interval, start, end, exchange)
-        sharpes = [dict(m).get("sharpe_ratio") for m in windows["out_sample_metrics"]]
         checks.append(
             check_drift(
-                recent.frame,
+                candles(exchange).frame,
                 strategy=strategy,
                 params=dict(row["best_params"]),
                 interval=config.interval,
-                out_of_sample_sharpes=sharpes,
+                out_of_sample_sharpes=[
+                    dict(m).get("sharpe_ratio") for m in windows["out_sample_metrics"]
+                ],
                 sigmas=config.drift_sigmas,
             )
         )
