@@ -15,12 +15,12 @@ import pytest
 from cryptota_core.backtest.engine import run_backtest
 from cryptota_core.backtest.fast import SUPPORTED, rsi_nb, run_fast_backtest, sma_nb
 from cryptota_core.backtest.result import BacktestResult
-from cryptota_core.backtest.trades import TRADE_COLUMNS
 from cryptota_core.errors import InvalidInputError
 from cryptota_core.market.sources.synthetic import generate_candles
 from cryptota_core.strategies import strategy_names
 from cryptota_core.strategies.rsi import Rsi
 from tests.core.backtest.candles_fixture import make_candles
+from tests.core.backtest.parity import assert_same_result
 
 DATASETS = ("fixture-1", "fixture-2", "synthetic-btc", "synthetic-eth")
 
@@ -72,21 +72,6 @@ def _pair(dataset: str, case: int) -> tuple[BacktestResult, BacktestResult]:
 
 
 ALL_PAIRS = [(d, c) for d in DATASETS for c in range(len(CASES))]
-
-
-def assert_same_result(oracle: BacktestResult, fast: BacktestResult) -> None:
-    """Everything a backtest reports is equal between the engines, bit for bit."""
-    assert fast.engine == "fast" and oracle.engine == "backtrader"
-    assert (fast.strategy, fast.slug, fast.params) == (oracle.strategy, oracle.slug, oracle.params)
-    assert (fast.bars, fast.start, fast.end) == (oracle.bars, oracle.start, oracle.end)
-    assert fast.rejected_orders == oracle.rejected_orders
-    assert fast.equity.index.equals(oracle.equity.index)
-    np.testing.assert_array_equal(fast.equity.to_numpy(), oracle.equity.to_numpy(), "equity")
-    pd.testing.assert_series_equal(fast.benchmark, oracle.benchmark, check_exact=True)
-    assert list(fast.trades.columns) == list(TRADE_COLUMNS)
-    pd.testing.assert_frame_equal(fast.trades, oracle.trades, check_exact=True)
-    pd.testing.assert_frame_equal(fast.orders, oracle.orders, check_exact=True)
-    assert fast.metrics == oracle.metrics  # None for undefined on both sides, never NaN
 
 
 @pytest.mark.parametrize(("dataset", "case"), ALL_PAIRS)
