@@ -4,7 +4,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: install system-packages run test lint typecheck defs pytest bench ui clean
+.PHONY: install system-packages run test test-timescale lint typecheck defs pytest bench ui clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -44,6 +44,14 @@ defs: install
 
 pytest: install system-packages
 	$(BIN)/python -m pytest
+
+## The tests of the TimescaleDB store (hypertable, columnstore, continuous aggregates, every store
+## test once more on TimescaleDB). The default run never needs the extension; this one needs it
+## installed for this machine's PostgreSQL (no registry ships it: build 2.28 from source).
+test-timescale: install system-packages
+	@$(BIN)/python -c 'from tests.services import timescale_library as t; raise SystemExit(t() is None)' \
+		|| { echo "make test-timescale: the timescaledb extension is not installed for this machine's PostgreSQL" >&2; exit 1; }
+	$(BIN)/python -m pytest -m timescaledb
 
 ## The Dagster UI on the embedded default's instance (the one `make run` materialises into).
 ui: install

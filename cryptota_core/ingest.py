@@ -157,6 +157,14 @@ def ingest_series(
     if cache is not None and report.written:
         # New or changed candles: cached backtests of this symbol describe other data now.
         cache.invalidate_symbol(key.exchange, key.symbol)
+    log.info(
+        "%s: %d candles received, %d new or changed stored in [%s, %s)",
+        key,
+        report.received,
+        report.written,
+        start.isoformat(),
+        end.isoformat(),
+    )
     if report.gaps:
         log.warning(
             "%s: %d gaps in [%s, %s) recorded (not filled)",
