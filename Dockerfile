@@ -32,4 +32,4 @@ RUN mkdir -p ${DAGSTER_HOME}/storage ${CRYPTOTA_HOME} ${NUMBA_CACHE_DIR} \
 USER dagster
 
 EXPOSE 3000 4000
-CMD ["dagster", "code-server", "start", "-h", "0.0.0.0", "-p", "4000", "-m", "cryptota_pipelines.definitions"]
+CMD ["dagster", "code-server", "start", "-h", "0.0.0.0", "-p", "4000", "-m", "cryptota_pipelines.definitions", "--location-name", "cryptota_pipelines"]

@@ -4,7 +4,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: install system-packages run test test-timescale lint typecheck defs pytest bench ui clean
+.PHONY: install system-packages run test test-timescale lint typecheck defs pytest bench ui stack clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -53,10 +53,19 @@ test-timescale: install system-packages
 		|| { echo "make test-timescale: the timescaledb extension is not installed for this machine's PostgreSQL" >&2; exit 1; }
 	$(BIN)/python -m pytest -m timescaledb
 
-## The Dagster UI on the embedded default's instance (the one `make run` materialises into).
+## The Dagster UI on the embedded default's instance (the one `make run` materialises into), via
+## `dg dev` (which supersedes `dagster dev`; the location takes its name from [tool.dg]).
+PORT ?= 3000
 ui: install
 	DAGSTER_HOME="$$($(BIN)/python -c 'from cryptota_core.settings import load_settings as s; h = s().resolved_dagster_home; h.mkdir(parents=True, exist_ok=True); print(h)')" \
-		$(BIN)/dagster dev -m cryptota_pipelines.definitions
+		VIRTUAL_ENV="$(abspath $(VENV))" $(BIN)/dg dev --port $(PORT)
+
+## The production deployment on this machine without Docker (docs/operations.md): PostgreSQL and
+## Redis unless configured, user-code server, daemon, webserver, WORKERS Celery workers. Ctrl-C
+## or SIGTERM stops it all.
+WORKERS ?= 2
+stack: install system-packages
+	$(BIN)/cryptota stack --workers $(WORKERS) --port $(PORT)
 
 ## Benchmarks (never part of the tests): prints a table. The peers (vectorbt) are the bench extra.
 BENCH_STAMP := $(VENV)/.bench-installed

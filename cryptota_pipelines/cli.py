@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 import click
@@ -70,6 +71,77 @@ def demo_command(days: int) -> None:
         )
     out.print(table)
     out.print(optimization_table(result.optimizations, result.source))
+
+
+@cli.command("stack")
+@click.option(
+    "--dir",
+    "root",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=None,
+    help="The stack's folder (servers' data, Dagster home, logs). "
+    "[default: $CRYPTOTA_HOME/stack; as root /var/lib/cryptota/stack]",
+)
+@click.option(
+    "--workers",
+    default=2,
+    show_default=True,
+    type=click.IntRange(0, 32),
+    help="Celery workers for distributed_backtest_job.",
+)
+@click.option(
+    "--port",
+    "web_port",
+    default=3000,
+    show_default=True,
+    type=click.IntRange(1, 65535),
+    help="Dagster UI port.",
+)
+@click.option("--grpc-port", default=4000, show_default=True, type=click.IntRange(1, 65535))
+@click.option(
+    "--postgres-port",
+    default=5433,
+    show_default=True,
+    type=click.IntRange(1, 65535),
+    help="Port of the stack's own PostgreSQL (when no database is configured).",
+)
+@click.option("--redis-port", default=6380, show_default=True, type=click.IntRange(1, 65535),
+              help="Port of the stack's own Redis (when no Redis is configured).")  # fmt: skip
+def stack_command(
+    root: Path | None,
+    workers: int,
+    web_port: int,
+    grpc_port: int,
+    postgres_port: int,
+    redis_port: int,
+) -> None:
+    """The production deployment on this machine without Docker: PostgreSQL (TimescaleDB where
+    installed) and Redis unless configured, the user-code server, daemon, webserver and Celery
+    workers on the production dagster.yaml. Runs until SIGTERM or Ctrl-C, then stops them all."""
+    from cryptota_pipelines.stack.stack import Stack, StackSpec, default_root, run_until_signalled
+
+    settings = load_settings()
+    spec = StackSpec(
+        root=(root or default_root(settings)).expanduser().resolve(),
+        workers=workers,
+        web_port=web_port,
+        grpc_port=grpc_port,
+        postgres_port=postgres_port,
+        redis_port=redis_port,
+    )
+    stack = Stack(spec=spec, settings=settings)
+
+    def ready() -> None:
+        console.print(f"[bold green]stack up[/]: Dagster UI at {stack.web_url}")
+        console.print(f"  state and logs: {spec.root} (stack.json, logs/)")
+        console.print(
+            f"  in another shell: set -a; . {stack.env_file}; set +a; "
+            "dagster sensor list -w $DAGSTER_WORKSPACE"
+        )
+        console.print("  SIGTERM or Ctrl-C stops every process")
+
+    console.print(f"starting the stack in {spec.root}")
+    sys.exit(run_until_signalled(stack, ready))
 
 
 def optimization_table(optimizations: Any, source: str) -> Table:

@@ -1,7 +1,8 @@
-"""End to end with real processes: user-code gRPC server, daemon and webserver on the production
-dagster.yaml (storage in throwaway PostgreSQL). Sensors are turned on through GraphQL as an
-operator would; its runs must pass through the queue to success, a backfill launched through
-GraphQL must cover its partitions in a few range runs, and the webserver must serve the graph."""
+"""End to end with real processes, as ``cryptota stack`` runs them: user-code gRPC server, daemon,
+webserver and two Celery workers on the production dagster.yaml (storage in throwaway PostgreSQL).
+Sensors are turned on through GraphQL as an operator would; its runs must pass through the queue to
+success, a backfill launched through GraphQL must cover its partitions in a few range runs, a
+distributed run must execute its steps on the workers, and the webserver must serve the graph."""
 
 from __future__ import annotations
 
@@ -71,7 +72,9 @@ def deployment(
     }
     with (
         temporary_database(postgres_admin_url) as storage_url,
-        dagster_deployment(root, storage_url=storage_url, cryptota_env=cryptota_env) as running,
+        dagster_deployment(
+            root, storage_url=storage_url, cryptota_env=cryptota_env, workers=2
+        ) as running,
     ):
         yield running
 
@@ -228,14 +231,12 @@ def test_backfill_through_the_daemon_covers_its_range_in_few_runs(
     assert sorted(map(_range, runs)) == [(f"{days[0]}|{s}", f"{days[-1]}|{s}") for s in SYMBOLS]
 
 
-def test_backtests_refresh_in_one_queued_run_and_backfill_in_one_run_per_symbol(
-    deployment: Deployment, sensor_runs: list[dict[str, Any]], candles_url: str
-) -> None:
-    """Backtests over the recent days the symbol sensor ingested (the 7-day window): a backfill
-    and a range run of the same partitions at once, leaving one stored result per partition."""
+@pytest.fixture(scope="module")
+def param_sets(deployment: Deployment) -> list[str]:
+    """Turn on param_set_sensor through GraphQL; the parameter-set partitions it adds."""
     _start_sensor(deployment, "param_set_sensor")
 
-    def param_sets() -> list[str] | None:
+    def added() -> list[str] | None:
         node = deployment.graphql(
             '{ assetNodeOrError(assetKey: {path: ["backtest_runs"]}) '
             "{ ... on AssetNode { partitionKeysByDimension { name partitionKeys } } } }"
@@ -243,13 +244,13 @@ def test_backtests_refresh_in_one_queued_run_and_backfill_in_one_run_per_symbol(
         dims = {d["name"]: d["partitionKeys"] for d in node["partitionKeysByDimension"]}
         return dims["param_set"] or None
 
-    slugs = wait_for("param_set_sensor to add the param_sets", param_sets, RUN_TIMEOUT, 1.0)
-    assert slugs == ["rsi-p7-os30-ob70", "rsi-p14-os30-ob70", "rsi-p21-os30-ob70"]
-    partitions = [f"{p}|{s}" for p in slugs for s in SYMBOLS]
+    return wait_for("param_set_sensor to add the param_sets", added, RUN_TIMEOUT, 1.0)
 
-    # A UI backfill of every partition, picked up by the daemon on its next pass...
-    backfill_id = _launch_backfill(deployment, ["backtest_runs"], partitions)
-    # ...and meanwhile what the nightly schedule launches: one queued run over all of them.
+
+def _launch_run(
+    deployment: Deployment, job: str, tags: dict[str, str], run_config: dict[str, Any] | None = None
+) -> str:
+    """Launch ``job`` through GraphQL, as the UI's launchpad does; return the run id."""
     launched = deployment.graphql(
         """
         mutation Launch($params: ExecutionParams!) {
@@ -257,6 +258,7 @@ def test_backtests_refresh_in_one_queued_run_and_backfill_in_one_run_per_symbol(
             __typename
             ... on LaunchRunSuccess { run { runId } }
             ... on PythonError { message }
+            ... on RunConfigValidationInvalid { errors { message } }
           }
         }
         """,
@@ -265,19 +267,43 @@ def test_backtests_refresh_in_one_queued_run_and_backfill_in_one_run_per_symbol(
                 "selector": {
                     "repositoryLocationName": LOCATION,
                     "repositoryName": REPOSITORY,
-                    "jobName": "backtest_job",
+                    "jobName": job,
                 },
+                "runConfigData": run_config or {},
                 "executionMetadata": {
-                    "tags": [
-                        {"key": "dagster/asset_partition_range_start", "value": partitions[0]},
-                        {"key": "dagster/asset_partition_range_end", "value": partitions[-1]},
-                        {"key": "cryptota/trigger", "value": "manual"},
-                    ]
+                    "tags": [{"key": key, "value": value} for key, value in tags.items()]
                 },
             }
         },
     )["launchRun"]
     assert launched["__typename"] == "LaunchRunSuccess", launched
+    return str(launched["run"]["runId"])
+
+
+def test_backtests_refresh_in_one_queued_run_and_backfill_in_one_run_per_symbol(
+    deployment: Deployment,
+    sensor_runs: list[dict[str, Any]],
+    param_sets: list[str],
+    candles_url: str,
+) -> None:
+    """Backtests over the recent days the symbol sensor ingested (the 7-day window): a backfill
+    and a range run of the same partitions at once, leaving one stored result per partition."""
+    slugs = param_sets
+    assert slugs == ["rsi-p7-os30-ob70", "rsi-p14-os30-ob70", "rsi-p21-os30-ob70"]
+    partitions = [f"{p}|{s}" for p in slugs for s in SYMBOLS]
+
+    # A UI backfill of every partition, picked up by the daemon on its next pass...
+    backfill_id = _launch_backfill(deployment, ["backtest_runs"], partitions)
+    # ...and meanwhile what the nightly schedule launches: one queued run over all of them.
+    _launch_run(
+        deployment,
+        "backtest_job",
+        {
+            "dagster/asset_partition_range_start": partitions[0],
+            "dagster/asset_partition_range_end": partitions[-1],
+            "cryptota/trigger": "manual",
+        },
+    )
 
     (run,) = _wait_until_finished(deployment, [{"key": "cryptota/trigger", "value": "manual"}], 1)
     assert run["status"] == "SUCCESS"
@@ -299,6 +325,45 @@ def test_backtests_refresh_in_one_queued_run_and_backfill_in_one_run_per_symbol(
         assert results.count_runs() == len(partitions)  # three writers, one copy each
     finally:
         results.engine.dispose()
+
+
+_STEP_WORKERS = """
+query StepWorkers($runId: ID!) {
+  logsForRun(runId: $runId) {
+    ... on EventConnection {
+      events {
+        ... on EngineEvent { stepKey metadataEntries { label ... on TextMetadataEntry { text } } }
+      }
+    }
+  }
+}
+"""
+
+
+def test_a_distributed_run_executes_its_steps_on_the_stacks_celery_workers(
+    deployment: Deployment, sensor_runs: list[dict[str, Any]], param_sets: list[str]
+) -> None:
+    """distributed_backtest_job launched from the UI: the run worker hands its steps to the
+    broker, and the stack's two workers (worker-1, worker-2) execute them."""
+    config = {"param_sets": param_sets, "partitions_per_step": 1, "optimize": False}
+    run_id = _launch_run(
+        deployment,
+        "distributed_backtest_job",
+        {"cryptota/trigger": "celery"},
+        {"ops": {"plan_steps": {"config": config}}},
+    )
+    (run,) = _wait_until_finished(deployment, [{"key": "cryptota/trigger", "value": "celery"}], 1)
+    assert run["runId"] == run_id and run["status"] == "SUCCESS"
+    events = deployment.graphql(_STEP_WORKERS, {"runId": run_id})["logsForRun"]["events"]
+    ran = {
+        event["stepKey"]: entry["text"]
+        for event in events
+        for entry in event.get("metadataEntries") or []
+        if entry["label"] == "Celery worker" and event.get("stepKey")
+    }
+    shards = {step for step in ran if step.startswith("backtest_shard")}
+    assert len(shards) == len(SYMBOLS) * len(param_sets), ran
+    assert {host.split("@")[0] for host in ran.values()} <= {"worker-1", "worker-2"}
 
 
 def _sensor_ticks(deployment: Deployment, name: str) -> list[dict[str, Any]]:
@@ -327,6 +392,7 @@ def test_the_automation_sensor_builds_rollups_after_a_backfill_of_candles_alone(
     """default_automation_condition_sensor, turned on like any sensor, is what evaluates the
     conditions: candle_rollups follows a backfill that materialised only candles_1m."""
     name = "default_automation_condition_sensor"
+    turned_on = datetime.now(UTC)
     _start_sensor(deployment, name)
     # Its first tick only starts the watch (updates before it are not "new").
     wait_for(f"the first tick of {name}", lambda: _sensor_ticks(deployment, name), RUN_TIMEOUT)
@@ -359,6 +425,21 @@ def test_the_automation_sensor_builds_rollups_after_a_backfill_of_candles_alone(
     backfill_runs = _runs(deployment, [{"key": "dagster/backfill", "value": backfill_id}])
     # Built by runs the sensor requested, not by the backfill of the candles.
     assert not {m["runId"] for m in built} & {r["runId"] for r in backfill_runs}
+    # And nothing ingested: candles_1m's condition waits for a 00:15 UTC tick after the sensor
+    # was turned on (its first evaluation only starts the watch).
+    ingested = deployment.graphql(
+        """
+        query Automated($filter: RunsFilter) {
+          runsOrError(filter: $filter) { ... on Runs { results { assetSelection { path } } } }
+        }
+        """,
+        {"filter": {"tags": [{"key": "dagster/sensor_name", "value": name}]}},
+    )["runsOrError"]["results"]
+    assert ingested, "the sensor launched the rollups' runs"
+    nightly = datetime.now(UTC).replace(hour=0, minute=15, second=0, microsecond=0)
+    if turned_on < nightly:  # a real 00:15 UTC tick passed during the test: ingestion is due
+        return
+    assert ["candles_1m"] not in [a["path"] for r in ingested for a in r["assetSelection"] or []]
 
 
 def test_webserver_serves_the_asset_graph_and_partitions(

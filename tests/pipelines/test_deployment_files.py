@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import re
 import shutil
+import tomllib
 from pathlib import Path
 from typing import Any
 
@@ -12,6 +13,7 @@ import pytest
 import yaml
 from dagster._core.instance.config import dagster_instance_config
 
+from cryptota_pipelines.stack.processes import LOCATION_NAME, code_server_argv
 from tests.pipelines.deployment import REPO
 
 DAGSTER_SERVICES = ("user-code", "webserver", "daemon", "worker")
@@ -78,6 +80,14 @@ def test_workspace_points_at_the_user_code_server_compose_starts() -> None:
     assert server["host"] == "user-code" and server["location_name"] == "cryptota_pipelines"
     assert command[command.index("-p") + 1] == str(server["port"])
     assert command[command.index("-m") + 1] == "cryptota_pipelines.definitions"
+    # One name everywhere: the workspace, the code server, the image's default command, [tool.dg]
+    # and the stack (no "does not match the name" warnings in the webserver and daemon).
+    assert command[command.index("--location-name") + 1] == LOCATION_NAME
+    dockerfile_cmd = (REPO / "Dockerfile").read_text().split("\nCMD ")[-1]
+    assert f'"--location-name", "{LOCATION_NAME}"' in dockerfile_cmd
+    dg = tomllib.loads((REPO / "pyproject.toml").read_text())["tool"]["dg"]["project"]
+    assert dg["code_location_name"] == server["location_name"] == LOCATION_NAME
+    assert code_server_argv(4000)[-3:-1] == ["--location-name", LOCATION_NAME]
 
 
 def test_docker_compose_accepts_the_file(tmp_path: Path) -> None:
