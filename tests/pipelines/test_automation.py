@@ -166,8 +166,18 @@ def test_nightly_condition_ingests_yesterday_and_repairs_missing_or_failed_days(
     assert not failed.success
     instance.add_dynamic_partitions("symbols", ["SOLUSDT"])
 
-    # Before the 00:15 UTC tick nothing is due; at it, yesterday and the repairs; then nothing.
-    before = _tick(defs, instance, CANDLES_1M, datetime(2024, 3, 20, 0, 10, tzinfo=UTC))
+    # The sensor is turned on in the afternoon, long after that day's 00:15 UTC tick: its first
+    # evaluation only starts the watch, nothing launches at once. Before the next tick nothing
+    # is due either; at it, yesterday and the repairs; then nothing.
+    turned_on = _tick(defs, instance, CANDLES_1M, datetime(2024, 3, 19, 14, 31, tzinfo=UTC))
+    assert turned_on.total_requested == 0
+    afternoon = _tick(
+        defs, instance, CANDLES_1M, datetime(2024, 3, 19, 14, 32, tzinfo=UTC), turned_on.cursor
+    )
+    assert afternoon.total_requested == 0
+    before = _tick(
+        defs, instance, CANDLES_1M, datetime(2024, 3, 20, 0, 10, tzinfo=UTC), afternoon.cursor
+    )
     assert before.total_requested == 0
     nightly = _tick(
         defs, instance, CANDLES_1M, datetime(2024, 3, 20, 0, 16, tzinfo=UTC), before.cursor
