@@ -169,9 +169,11 @@ def _candle_input(
     start: str | None,
     end: str | None,
     csv_path: str | None,
+    allow_partial: bool = False,
 ) -> CandleInput:
     """The candles a research command runs on: ``--symbol`` with ``--start``/``--end`` from the
-    store, or ``--csv FILE``; exactly one of the two."""
+    store (which must cover the window unless ``--allow-partial``), or ``--csv FILE``; exactly
+    one of the two."""
     from cryptota_core.backtest.service import candles_from_csv, candles_from_store
 
     if (csv_path is None) == (symbol is None):
@@ -185,6 +187,7 @@ def _candle_input(
         normalise_symbol(symbol or ""),
         parse_interval(interval or "1h"),
         *parse_window(start, end),
+        allow_partial=allow_partial,
     )
 
 
@@ -198,6 +201,12 @@ def _candle_options(command: Callable[..., None]) -> Callable[..., None]:
         ),
         click.option("--start", default=None, help="UTC start, inclusive (with --symbol)."),
         click.option("--end", default=None, help="UTC end, exclusive (with --symbol)."),
+        click.option(
+            "--allow-partial",
+            is_flag=True,
+            help="Use the stored part of a window the store does not cover, and say which "
+            "(by default such a window is refused).",
+        ),
         click.option(
             "--csv",
             "csv_path",
@@ -283,6 +292,7 @@ def _search_inputs(
     start: str | None,
     end: str | None,
     csv_path: str | None,
+    allow_partial: bool,
 ) -> tuple[list[StrategyParams], CandleInput]:
     """The parameter sets and the candles of a search; every bad objective, grid or size fails
     before any candle is read."""
@@ -291,7 +301,7 @@ def _search_inputs(
 
     objective_column(objective)
     sets = parameter_sets(spec)
-    return sets, _candle_input(symbol, interval, start, end, csv_path)
+    return sets, _candle_input(symbol, interval, start, end, csv_path, allow_partial)
 
 
 @contextmanager
@@ -358,6 +368,7 @@ def backtest_command(
     interval: str | None,
     start: str | None,
     end: str | None,
+    allow_partial: bool,
     csv_path: str | None,
     engine: str,
     cash: float,
@@ -368,20 +379,22 @@ def backtest_command(
     plot_path: str | None,
 ) -> None:
     """Run one strategy configuration on stored candles or a Binance kline CSV."""
+    from cryptota_core.backtest.broker import Broker
     from cryptota_core.backtest.service import backtest_or_cache
     from cryptota_core.strategies import get_strategy
 
     spec = get_strategy(strategy)
     spec.parse_params(params)  # fail on bad parameters before reading any data
-    candles = _candle_input(symbol, interval, start, end, csv_path)
+    broker = Broker(cash=cash, commission=commission, slippage=slippage, stake=stake)
+    candles = _candle_input(symbol, interval, start, end, csv_path, allow_partial)
     done = backtest_or_cache(
         candles,
         strategy,
         params,
-        cash=cash,
-        commission=commission,
-        slippage=slippage,
-        stake=stake,
+        cash=broker.cash,
+        commission=broker.commission,
+        slippage=broker.slippage,
+        stake=broker.stake,
         cache=open_cache(load_settings()),
         engine=engine,
     )
@@ -442,6 +455,7 @@ def optimize_command(
     interval: str | None,
     start: str | None,
     end: str | None,
+    allow_partial: bool,
     csv_path: str | None,
     cash: float,
     commission: float,
@@ -458,9 +472,12 @@ def optimize_command(
     from cryptota_core.research.optimize import Broker, heatmap_axes, optimize
 
     spec = _search_spec(strategy, grid, method, samples, seed, max_sets)
+    broker = Broker(cash=cash, commission=commission, slippage=slippage, stake=stake)
     if heatmap_path:
         heatmap_axes(spec.grid, heatmap_x, heatmap_y)
-    sets, candles = _search_inputs(spec, objective, symbol, interval, start, end, csv_path)
+    sets, candles = _search_inputs(
+        spec, objective, symbol, interval, start, end, csv_path, allow_partial
+    )
     with _stage_progress() as progress:
         result = optimize(
             candles.frame,
@@ -469,7 +486,7 @@ def optimize_command(
             objective=objective,
             top=top,
             recheck=recheck,
-            broker=Broker(cash=cash, commission=commission, slippage=slippage, stake=stake),
+            broker=broker,
             progress=progress,
             sets=sets,
         )
@@ -559,6 +576,7 @@ def walk_forward_command(
     interval: str | None,
     start: str | None,
     end: str | None,
+    allow_partial: bool,
     csv_path: str | None,
     cash: float,
     commission: float,
@@ -575,7 +593,10 @@ def walk_forward_command(
     from cryptota_core.research.walk_forward import walk_forward
 
     spec = _search_spec(strategy, grid, method, samples, seed, max_sets)
-    sets, candles = _search_inputs(spec, objective, symbol, interval, start, end, csv_path)
+    broker = Broker(cash=cash, commission=commission, slippage=slippage, stake=stake)
+    sets, candles = _search_inputs(
+        spec, objective, symbol, interval, start, end, csv_path, allow_partial
+    )
     with _stage_progress() as progress:
         result = walk_forward(
             candles.frame,
@@ -585,7 +606,7 @@ def walk_forward_command(
             windows=windows,
             in_sample_ratio=in_sample_ratio,
             anchored=anchored,
-            broker=Broker(cash=cash, commission=commission, slippage=slippage, stake=stake),
+            broker=broker,
             progress=progress,
             sets=sets,
         )

@@ -139,6 +139,13 @@ class Settings(BaseSettings):
         default=None, gt=0, description="Purge backtest results older than this; unset keeps all."
     )
     cache_ttl_seconds: int = Field(default=7 * 86_400, gt=0)
+    csv_max_bytes: int = Field(
+        default=2 * 1024**3,
+        gt=0,
+        description="Largest kline CSV (or zip member) `--csv` reads, in bytes; default 2 GiB. A "
+        "year of 1m candles is about 60 MB, so the default is decades of them; the limit keeps a "
+        "wrong path (a disk image, an endless pipe) from being read until memory runs out.",
+    )
     timescale_retention_days: int | None = Field(
         default=None, gt=0, description="Drop 1m candle chunks older than this (TimescaleDB only)."
     )

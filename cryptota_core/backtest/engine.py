@@ -28,7 +28,6 @@ How each rule of §5 maps onto backtrader:
 from __future__ import annotations
 
 import logging
-import math
 from collections import deque
 from collections.abc import Iterable, Mapping
 from typing import Any
@@ -37,6 +36,7 @@ import backtrader as bt
 import numpy as np
 import pandas as pd
 
+from cryptota_core.backtest.broker import Broker
 from cryptota_core.backtest.result import ORDER_COLUMNS, BacktestResult, empty_orders
 from cryptota_core.backtest.trades import TRADE_COLUMNS, empty_trades
 from cryptota_core.errors import InvalidInputError
@@ -64,8 +64,10 @@ def run_backtest(
     """Run ``strategy`` with ``params`` over ``candles`` on backtrader and measure it.
 
     ``candles`` is a candle frame (``open_time`` UTC index, at least open/high/low/close); the
-    frame is sorted if needed, and duplicate or missing prices are rejected. ``stake`` above 1 is
-    allowed (the entry is then rejected for lack of cash, as a real broker would). The benchmark
+    frame is sorted if needed, and duplicate or missing prices are rejected. The broker settings
+    must be in :class:`~cryptota_core.backtest.broker.Broker`'s ranges (``stake`` at most 1: the
+    account has no leverage; an entry that costs more than the cash at the fill is rejected, as
+    a real broker would). The benchmark
     is buy-and-hold: all the cash buys the asset at the first candle's close, without
     commission, and is held; its value is ``cash × close / close[0]`` at every close.
     """
@@ -309,15 +311,10 @@ def _resolve_strategy(strategy: str | Strategy | type[Strategy]) -> Strategy:
 
 
 def _check_settings(*, cash: float, commission: float, slippage: float, stake: float) -> None:
-    checks = (
-        ("cash", cash, cash > 0, "a positive amount such as 10000"),
-        ("commission", commission, 0 <= commission < 1, "a fraction such as 0.001 (0.1 %)"),
-        ("slippage", slippage, 0 <= slippage < 1, "a fraction such as 0.0005 (0.05 %)"),
-        ("stake", stake, stake > 0, "a fraction of equity such as 0.95"),
-    )
-    for name, value, ok, form in checks:
-        if not (isinstance(value, int | float) and math.isfinite(value) and ok):
-            raise InvalidInputError(f"invalid --{name} {value!r}: use {form}")
+    """Refuse out-of-range broker settings with one line. The bounds live in one place,
+    :class:`~cryptota_core.backtest.broker.Broker`, which the CLI and the ad-hoc job also
+    validate with before reading candles; the engines check again for direct callers."""
+    Broker(cash=cash, commission=commission, slippage=slippage, stake=stake)
 
 
 def _prepare_candles(candles: pd.DataFrame) -> pd.DataFrame:

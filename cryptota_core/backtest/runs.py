@@ -14,6 +14,7 @@ from typing import Any
 
 import pandas as pd
 
+from cryptota_core.backtest.broker import Broker
 from cryptota_core.backtest.result import BacktestResult
 from cryptota_core.backtest.service import (
     CODE_VERSION,
@@ -131,13 +132,24 @@ def run_and_store(
     commission: float = 0.001,
     slippage: float = 0.0,
     stake: float = 0.95,
+    allow_partial: bool = False,
 ) -> StoredRun:
     """Backtest ``param_set`` on ``symbol`` over ``window`` and save it (idempotently, keyed by
     the partition) with its candle fingerprint, code version and run id. ``candles`` saves the
     read when the caller already holds the window's candles of ``symbol``; the broker settings
-    are DESIGN §5's defaults unless an ad-hoc run asks for others."""
+    are DESIGN §5's defaults unless an ad-hoc run asks for others. A window the store does not
+    cover is refused unless ``allow_partial`` (then the stored result's window is the one used).
+    Out-of-range broker settings are refused before any candle is read."""
+    Broker(cash=cash, commission=commission, slippage=slippage, stake=stake)
     if candles is None:
-        candles = candles_from_store(store, symbol, window.interval, window.start, window.end)
+        candles = candles_from_store(
+            store,
+            symbol,
+            window.interval,
+            window.start,
+            window.end,
+            allow_partial=allow_partial,
+        )
     if len(candles.frame) < 2:
         raise NoDataError(
             f"only {len(candles.frame)} {window.interval} candles for {symbol} in the backtest "

@@ -18,6 +18,7 @@ import csv
 import io
 import os
 import re
+import stat
 import zipfile
 from pathlib import Path
 from typing import IO, Literal
@@ -75,6 +76,8 @@ _US_FROM_MS = int(pd.Timestamp("2025-01-01", tz="UTC").value // 1_000_000)
 """Spot archive files carry µs open times for candles from this instant (epoch ms) on."""
 
 _ZIP_MAGIC = b"PK\x03\x04"
+_PIPE_HEAD_BYTES = 65_536
+"""The first block of a pipe, checked for binary content before the rest is read."""
 
 # What pyarrow's converters accept, so the diagnosis blames the same field the fast path refused.
 _INTEGER_TEXT = re.compile(r"\s*-?\d+\s*")
@@ -83,24 +86,55 @@ _FLOAT_TEXT = re.compile(
 )
 
 
-def read_kline_csv(path_or_buffer: PathOrBuffer, *, name: str | None = None) -> pd.DataFrame:
+def read_kline_csv(
+    path_or_buffer: PathOrBuffer, *, name: str | None = None, max_bytes: int | None = None
+) -> pd.DataFrame:
     """Read a Binance kline CSV into a canonical candle frame.
 
     ``path_or_buffer`` is a path or an open binary or text file; a zip holding a single CSV (the
     archive's own download format) is read too, so users can pass what they downloaded. ``name``
     labels the data in error messages when a buffer has no useful ``.name``. Unsorted rows and
-    exact duplicates are fixed with a warning (see :func:`normalise_candles`).
+    exact duplicates are fixed with a warning (see :func:`normalise_candles`). ``max_bytes``
+    bounds what is read (see :func:`read_kline_rows`).
 
     Raises :class:`InvalidInputError` when a path cannot be opened and :class:`DataError`, with one
     line naming the file, the line and the accepted form, when the content is not a kline CSV.
     """
-    label, data = _read_bytes(path_or_buffer, name)
+    label, frame = _read_klines(path_or_buffer, name, max_bytes)
+    open_ms = pd.DatetimeIndex(frame.index).as_unit("ns").asi8
+    if bool(np.all(np.diff(open_ms) > 0)):
+        return frame  # already canonical: skip normalise_candles' second copy of the data
+    try:
+        return normalise_candles(frame)
+    except InvalidInputError as e:
+        raise DataError(f"{label}: {e}") from e
+
+
+def read_kline_rows(
+    path_or_buffer: PathOrBuffer, *, name: str | None = None, max_bytes: int | None = None
+) -> pd.DataFrame:
+    """The candles of a Binance kline CSV exactly as the file holds them: in file order, repeated
+    open times kept. Not yet a canonical candle frame: it is for a caller that checks the file
+    as it is (:func:`~cryptota_core.market.frame.validate_candles` counts duplicates and names
+    the first bad candle by its position, so by its row in the file) before normalising it.
+
+    ``max_bytes`` bounds the read: only regular files and pipes are read (a character device
+    such as ``/dev/zero`` or a terminal never ends), a larger file or zip member is refused
+    before it is read, and a pipe is read no further than the limit. The same errors as
+    :func:`read_kline_csv`, plus :class:`InvalidInputError` for such an input."""
+    return _read_klines(path_or_buffer, name, max_bytes)[1]
+
+
+def _read_klines(
+    path_or_buffer: PathOrBuffer, name: str | None, max_bytes: int | None
+) -> tuple[str, pd.DataFrame]:
+    """The label of the input and its candles in file order (see :func:`read_kline_rows`)."""
+    label, data = _read_bytes(path_or_buffer, name, max_bytes)
     if data.startswith(_ZIP_MAGIC):
-        label, data = _unzip_single_csv(label, data)
+        label, data = _unzip_single_csv(label, data, max_bytes)
     if data.startswith(b"\xef\xbb\xbf"):
         data = data[3:]
-    if b"\x00" in data[:4096]:
-        raise DataError(f"{label} is binary, not a CSV; {ACCEPTED_FORM}")
+    _refuse_binary(label, data)
     if not data or data.isspace():
         raise DataError(f"{label} is empty; {ACCEPTED_FORM}")
 
@@ -153,13 +187,7 @@ def read_kline_csv(path_or_buffer: PathOrBuffer, *, name: str | None = None) -> 
                     f"{values[row]}, not a finite number; {ACCEPTED_FORM}"
                 )
         columns[column] = values
-    frame = candle_frame_from_arrays(open_ms, columns)
-    if bool(np.all(np.diff(open_ms) > 0)):
-        return frame  # already canonical: skip normalise_candles' second copy of the data
-    try:
-        return normalise_candles(frame)
-    except InvalidInputError as e:
-        raise DataError(f"{label}: {e}") from e
+    return label, candle_frame_from_arrays(open_ms, columns)
 
 
 def write_kline_csv(
@@ -226,13 +254,22 @@ def _infer_step_ms(open_ms: np.ndarray) -> int:
     return step
 
 
-def _read_bytes(path_or_buffer: PathOrBuffer, name: str | None) -> tuple[str, bytes]:
-    """Slurp the input: a month of 1m candles is a few MB, and pyarrow parses a buffer fastest."""
+def _read_bytes(
+    path_or_buffer: PathOrBuffer, name: str | None, max_bytes: int | None
+) -> tuple[str, bytes]:
+    """Slurp the input: a month of 1m candles is a few MB, and pyarrow parses a buffer fastest.
+    With ``max_bytes``, never more than that (plus one byte, to tell "at the limit" from
+    "beyond it")."""
     if isinstance(path_or_buffer, str | os.PathLike):
         path = Path(path_or_buffer)
         label = name or str(path)
         try:
-            return label, path.read_bytes()
+            is_pipe = _check_readable(path, label, max_bytes)
+            with path.open("rb") as file:
+                if is_pipe:
+                    data = _read_pipe(file, label, max_bytes)
+                else:
+                    data = file.read() if max_bytes is None else file.read(max_bytes + 1)
         except FileNotFoundError as e:
             raise InvalidInputError(
                 f"CSV file {label} does not exist: pass the path of a Binance kline CSV"
@@ -243,11 +280,69 @@ def _read_bytes(path_or_buffer: PathOrBuffer, name: str | None) -> tuple[str, by
             ) from e
         except OSError as e:
             raise InvalidInputError(f"cannot read CSV file {label}: {e.strerror}") from e
+        _check_size(label, len(data), max_bytes)
+        return label, data
     label = name or str(getattr(path_or_buffer, "name", "<buffer>"))
-    content = path_or_buffer.read()
-    if isinstance(content, str):
-        return label, content.encode("utf-8")
-    return label, bytes(content)
+    # At most max_bytes + 1 (characters, for a text buffer): enough to tell it is too large.
+    content = path_or_buffer.read() if max_bytes is None else path_or_buffer.read(max_bytes + 1)
+    data = content.encode("utf-8") if isinstance(content, str) else bytes(content)
+    _check_size(label, len(data), max_bytes)
+    return label, data
+
+
+def _read_pipe(file: IO[bytes], label: str, max_bytes: int | None) -> bytes:
+    """A pipe's content, at most ``max_bytes + 1`` bytes of it; binary input (``<(cat
+    /dev/zero)``) is refused after its first block instead of once the limit is read."""
+    head = file.read(_PIPE_HEAD_BYTES)
+    if not head.startswith(_ZIP_MAGIC):
+        _refuse_binary(label, head)
+    if max_bytes is not None and len(head) > max_bytes:
+        return head
+    rest = file.read() if max_bytes is None else file.read(max_bytes + 1 - len(head))
+    return head + rest
+
+
+def _check_readable(path: Path, label: str, max_bytes: int | None) -> bool:
+    """Refuse, before reading a byte, what would never end (a character or block device: ``cat
+    /dev/zero`` runs until the process is killed; a terminal waits for typing) or is known to
+    exceed ``max_bytes``. Regular files and pipes (``--csv <(unzip -p ...)``) are read; a pipe's
+    size is unknown in advance, so its read is bounded instead (:func:`_read_bytes`). True for a
+    pipe."""
+    info = path.stat()  # raises FileNotFoundError; never blocks, even on a pipe
+    mode = info.st_mode
+    if stat.S_ISDIR(mode):
+        raise IsADirectoryError(path)
+    if not (stat.S_ISREG(mode) or stat.S_ISFIFO(mode)):
+        kind = (
+            "a character device"
+            if stat.S_ISCHR(mode)
+            else "a block device"
+            if stat.S_ISBLK(mode)
+            else "a socket"
+            if stat.S_ISSOCK(mode)
+            else "a special file"
+        )
+        raise InvalidInputError(
+            f"{label} is {kind}, not a regular file: pass the path of a Binance kline CSV file"
+        )
+    if stat.S_ISFIFO(mode):
+        return True
+    _check_size(label, info.st_size, max_bytes)
+    return False
+
+
+def _check_size(label: str, size: int, max_bytes: int | None) -> None:
+    if max_bytes is not None and size > max_bytes:
+        raise InvalidInputError(
+            f"{label} holds more than {max_bytes:,} bytes, the limit on a CSV "
+            "(CRYPTOTA_CSV_MAX_BYTES; a year of 1m candles is about 60 MB): split the file or "
+            "raise the limit"
+        )
+
+
+def _refuse_binary(label: str, data: bytes) -> None:
+    if b"\x00" in data[:4096]:
+        raise DataError(f"{label} is binary, not a CSV; {ACCEPTED_FORM}")
 
 
 def _write_bytes(path_or_buffer: PathOrBuffer, data: bytes) -> None:
@@ -259,7 +354,9 @@ def _write_bytes(path_or_buffer: PathOrBuffer, data: bytes) -> None:
         path_or_buffer.write(data)  # type: ignore[arg-type]
 
 
-def _unzip_single_csv(label: str, data: bytes) -> tuple[str, bytes]:
+def _unzip_single_csv(label: str, data: bytes, max_bytes: int | None) -> tuple[str, bytes]:
+    """The one CSV in a zip; with ``max_bytes``, a member that unpacks to more is refused (by its
+    declared size before unpacking, and by what it really unpacks to, in case that lies)."""
     try:
         with zipfile.ZipFile(io.BytesIO(data)) as archive:
             members = [m for m in archive.infolist() if not m.is_dir()]
@@ -268,7 +365,12 @@ def _unzip_single_csv(label: str, data: bytes) -> tuple[str, bytes]:
                     f"{label} is a zip of {len(members)} files, expected exactly one CSV; "
                     f"{ACCEPTED_FORM}"
                 )
-            return f"{label}:{members[0].filename}", archive.read(members[0])
+            member_label = f"{label}:{members[0].filename}"
+            _check_size(member_label, members[0].file_size, max_bytes)
+            with archive.open(members[0]) as member:
+                content = member.read() if max_bytes is None else member.read(max_bytes + 1)
+            _check_size(member_label, len(content), max_bytes)
+            return member_label, content
     except (zipfile.BadZipFile, zipfile.LargeZipFile, OSError) as e:
         raise DataError(f"{label} is a damaged zip ({e}); {ACCEPTED_FORM}") from e
 

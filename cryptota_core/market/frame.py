@@ -10,6 +10,7 @@ be mistaken for Binance data.
 from __future__ import annotations
 
 import logging
+from collections.abc import Collection
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -17,7 +18,12 @@ import pandas as pd
 from pydantic import BaseModel, ConfigDict, field_validator
 
 from cryptota_core.errors import InvalidInputError
-from cryptota_core.market.intervals import expected_open_times, interval_ms, parse_interval
+from cryptota_core.market.intervals import (
+    INTERVAL_MS,
+    expected_open_times,
+    interval_ms,
+    parse_interval,
+)
 
 log = logging.getLogger(__name__)
 
@@ -182,6 +188,12 @@ class CandleReport:
     future_candles: int = 0
     misaligned: int = 0
     gaps: list[tuple[pd.Timestamp, pd.Timestamp]] = field(default_factory=list)
+    first_rows: dict[str, int] = field(default_factory=dict)
+    """Position (0-based, in the checked frame's own order) of the first candle with each kind of
+    defect, keyed by the name of its count (``"ohlc_violations"``, ...): what lets an error name
+    the offending candle instead of only counting them (see :func:`first_defect`)."""
+    now: pd.Timestamp | None = None
+    """The instant the "not yet closed" check was made against."""
 
     @property
     def missing_candles(self) -> int:
@@ -241,19 +253,26 @@ def validate_candles(
         return report
 
     ms = times.as_unit("ns").asi8 // 1_000_000
-    report.non_monotonic = int(np.sum(np.diff(ms) < 0))
-    report.duplicates = int(times.duplicated().sum())
-    report.misaligned = int(np.sum(ms % step_ms != 0))
-
     o, h, lo, c = (frame[col].to_numpy(dtype="float64") for col in PRICE_COLUMNS)
     bad = (lo > np.minimum(o, c)) | (np.maximum(o, c) > h) | (lo > h)
     bad |= ~np.isfinite(o) | ~np.isfinite(h) | ~np.isfinite(lo) | ~np.isfinite(c)
-    report.ohlc_violations = int(bad.sum())
     volume = frame["volume"].to_numpy(dtype="float64")
-    report.negative_volume = int(np.sum(~(volume >= 0)))
-
     now = now if now is not None else pd.Timestamp.now(tz="UTC")
-    report.future_candles = int(np.sum(ms + step_ms > now.value // 1_000_000))
+    report.now = now
+    masks = {
+        # A candle out of order is the later row of a step back in time.
+        "non_monotonic": np.concatenate(([False], np.diff(ms) < 0)),
+        "duplicates": np.asarray(times.duplicated()),
+        "misaligned": ms % step_ms != 0,
+        "ohlc_violations": bad,
+        "negative_volume": ~(volume >= 0),
+        "future_candles": ms + step_ms > now.value // 1_000_000,
+    }
+    for name, mask in masks.items():
+        count = int(np.count_nonzero(mask))
+        setattr(report, name, count)
+        if count:
+            report.first_rows[name] = int(np.argmax(mask))
 
     points = np.unique(ms)
     lo_edge = hi_edge = None
@@ -276,3 +295,72 @@ def validate_candles(
         for i in jumps
     ]
     return report
+
+
+_DEFECT_ORDER: tuple[str, ...] = (
+    "duplicates",
+    "misaligned",
+    "ohlc_violations",
+    "negative_volume",
+    "future_candles",
+    "non_monotonic",
+)
+"""The kinds of defect :func:`validate_candles` finds, in the order a tie (one candle with two
+defects) is reported."""
+
+
+def format_time(ts: pd.Timestamp) -> str:
+    """``ts`` as ISO-8601 UTC, to the minute unless it has seconds (an off-grid time must show
+    what makes it off-grid): what error messages name candles by."""
+    ts = ts.tz_convert("UTC") if ts.tzinfo is not None else ts.tz_localize("UTC")
+    if ts.second == 0 and ts.microsecond == 0 and ts.nanosecond == 0:
+        return ts.strftime("%Y-%m-%dT%H:%MZ")
+    return ts.isoformat().replace("+00:00", "Z")
+
+
+def first_defect(
+    frame: pd.DataFrame, report: CandleReport, *, ignore: Collection[str] = ()
+) -> str | None:
+    """One line naming the first candle (in ``frame``'s order, so in file order for a frame
+    straight from a file) that ``report`` found defective and saying what is wrong with it, with
+    how many candles share the defect; None when nothing but ``ignore``'d kinds (names as in
+    :attr:`CandleReport.first_rows`) is wrong. Gaps are never defects (they are outages)."""
+    found = [
+        (row, _DEFECT_ORDER.index(name), name)
+        for name, row in report.first_rows.items()
+        if name not in ignore
+    ]
+    if not found:
+        return None
+    row, _, name = min(found)
+    times = pd.DatetimeIndex(frame["open_time"] if "open_time" in frame.columns else frame.index)
+    times = times.tz_localize("UTC") if times.tz is None else times.tz_convert("UTC")
+    opened = times[row]
+    candle = frame.iloc[row]
+    step = pd.Timedelta(milliseconds=report.step_ms)
+    interval = next((k for k, v in INTERVAL_MS.items() if v == report.step_ms), f"{step}")
+    count: int = getattr(report, name)
+    others = f"the first of {count:,} such candles" if count > 1 else "the only such candle"
+    what = f"the candle opening {format_time(opened)}"
+    if name == "duplicates":
+        detail = f"{what} appears more than once; remove the repeated rows"
+        others = f"{count:,} repeated rows" if count > 1 else "the only repeated row"
+    elif name == "misaligned":
+        detail = (
+            f"{what} is off the {interval} grid (open times are whole multiples of {interval} "
+            "from 00:00 UTC)"
+        )
+    elif name == "ohlc_violations":
+        prices = ", ".join(f"{c} {float(candle[c])!r}" for c in PRICE_COLUMNS)
+        detail = f"{what} breaks low <= min(open, close) <= max(open, close) <= high ({prices})"
+    elif name == "negative_volume":
+        detail = f"{what} has volume {float(candle['volume'])!r}; volume must be a number >= 0"
+    elif name == "future_candles":
+        now = f", it is now {format_time(report.now.floor('s'))}" if report.now is not None else ""
+        detail = (
+            f"{what} has not closed yet (it closes at {format_time(opened + step)}{now}), so "
+            "its prices are not final"
+        )
+    else:
+        detail = f"{what} comes after a later candle"
+    return f"{detail} ({others})"

@@ -29,6 +29,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+# Broker: the settings every set of a search runs with, validated by the backtests' own model
+# (and importable from here, where research code has always imported it).
+from cryptota_core.backtest.broker import Broker
 from cryptota_core.backtest.engine import run_backtest
 from cryptota_core.backtest.fast import run_fast_backtest
 from cryptota_core.backtest.result import BacktestResult, iso_utc
@@ -56,24 +59,6 @@ log = logging.getLogger(__name__)
 
 Progress = Callable[[str, int, int], None]
 """``progress(stage, done, total)``: what a long optimisation reports (the CLI draws a bar)."""
-
-
-@dataclass(frozen=True)
-class Broker:
-    """The broker settings every set of a search runs with (DESIGN §5)."""
-
-    cash: float = 10_000.0
-    commission: float = 0.001
-    slippage: float = 0.0
-    stake: float = 0.95
-
-    def kwargs(self) -> dict[str, float]:
-        return {
-            "cash": self.cash,
-            "commission": self.commission,
-            "slippage": self.slippage,
-            "stake": self.stake,
-        }
 
 
 @dataclass(frozen=True)

@@ -161,7 +161,9 @@ def _recent_candles(
     store: CandleStore, symbol: str, config: ResearchConfig, days: int, now: pd.Timestamp | None
 ) -> Callable[[str], CandleInput]:
     """The last ``days`` of ``symbol``'s candles up to the last closed one (not midnight), read
-    once per exchange however many strategies ask."""
+    once per exchange however many strategies ask. A partial window is allowed: signals and
+    drift act on the newest candles there are (the store is filled nightly, so today's are not
+    in yet); how stale they are is the freshness policy's to report, not a reason to fail."""
     end = (now if now is not None else pd.Timestamp.now(tz="UTC")).floor(
         interval_timedelta(config.interval)
     )
@@ -171,7 +173,7 @@ def _recent_candles(
     def candles(exchange: str) -> CandleInput:
         if exchange not in read:
             read[exchange] = candles_from_store(
-                store, symbol, config.interval, start, end, exchange
+                store, symbol, config.interval, start, end, exchange, allow_partial=True
             )
         return read[exchange]
 

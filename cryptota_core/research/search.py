@@ -44,8 +44,17 @@ class SearchSpec(BaseModel):
     grid: dict[str, list[Any]]
     method: Method = "grid"
     samples: int | None = Field(None, ge=1, description="sets drawn by a random search")
-    seed: int = 0
+    seed: int = Field(0, description="seed of a random search's draws (numpy: 0 or more)")
     max_sets: int = Field(DEFAULT_MAX_SETS, ge=1)
+
+    @field_validator("seed")
+    @classmethod
+    def _seed_not_negative(cls, value: int) -> int:
+        # Checked here, where the search crosses the CLI and Dagster config boundary, not left to
+        # numpy's default_rng, which fails mid-run with a traceback on a negative seed.
+        if value < 0:
+            raise ValueError(f"{value} is negative; use a seed of 0 or more, such as 0 or 42")
+        return value
 
     @field_validator("grid", mode="before")
     @classmethod

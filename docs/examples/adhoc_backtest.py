@@ -65,6 +65,7 @@ def run_config(args: argparse.Namespace) -> dict[str, Any]:
         "cash": args.cash,
         "commission": args.commission,
         "params": json.loads(args.params),
+        "allow_partial": args.allow_partial,
     }
     return {"ops": {OP: {"config": config}}}
 
@@ -132,6 +133,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--cash", type=float, default=10_000.0)
     parser.add_argument("--commission", type=float, default=0.001)
     parser.add_argument("--params", default="{}", help="Strategy parameters as a JSON object.")
+    parser.add_argument(
+        "--allow-partial",
+        action="store_true",
+        help="Backtest the stored part of a window the store does not cover (else refused).",
+    )
     parser.add_argument("--timeout", type=float, default=600.0, help="Seconds to wait for it.")
     parser.add_argument("--poll", type=float, default=2.0, help="Seconds between status polls.")
     args = parser.parse_args(argv)

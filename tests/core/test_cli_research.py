@@ -171,3 +171,46 @@ def test_too_little_data_for_the_walk_forward_split(
     assert main(args) == 1
     assert "too little data for the split" in capsys.readouterr().err
     assert _rows(stored, walk_forward_windows) == 0
+
+
+BEYOND = ["--symbol", "BTCUSDT", "--start", "2024-01-01", "--end", "2024-07-01"]
+"""Six months asked for; the store holds January and February."""
+
+
+@pytest.mark.parametrize(
+    "command",
+    [
+        ["backtest", "--strategy", "rsi", "--json"],
+        ["optimize", "--strategy", "rsi", "--grid", GRID, "--json"],
+        ["walk-forward", "--strategy", "rsi", "--grid", GRID, "--json"],
+    ],
+    ids=["backtest", "optimize", "walk-forward"],
+)
+def test_a_window_the_store_does_not_cover_is_one_line_and_stores_nothing(
+    stored: str, command: list[str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main([*command, *BEYOND]) == 1
+    captured = capsys.readouterr()
+    lines = [line for line in captured.err.splitlines() if line.startswith("error:")]
+    assert len(lines) == 1, captured.err
+    assert lines[0].startswith(
+        "error: BTCUSDT 1h (synthetic): the store has 1,440 of the 4,368 candles of "
+        "[2024-01-01T00:00Z, 2024-07-01T00:00Z), spanning [2024-01-01T00:00Z, 2024-03-01T00:00Z)"
+    )
+    assert "cryptota ingest --source synthetic --symbols BTCUSDT --start 2024-01-01" in lines[0]
+    assert captured.out == ""
+    assert _rows(stored, optimization_runs) == 0 and _rows(stored, walk_forward_windows) == 0
+
+
+def test_allow_partial_runs_on_the_stored_window_and_says_so(
+    stored: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["backtest", "--strategy", "rsi", "--json", "--allow-partial", *BEYOND]) == 0
+    captured = capsys.readouterr()
+    result = json.loads(captured.out)
+    assert result["bars"] == 1_440
+    assert (result["start"], result["end"]) == ("2024-01-01T00:00:00Z", "2024-03-01T00:00:00Z")
+    assert "partial window allowed, using [2024-01-01T00:00Z, 2024-03-01T00:00Z)" in captured.err
+
+    assert main(["optimize", "--strategy", "rsi", "--grid", GRID, "--allow-partial", *BEYOND]) == 0
+    assert _rows(stored, optimization_runs) == 1

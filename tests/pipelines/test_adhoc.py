@@ -196,6 +196,26 @@ def test_bad_dates_fail_the_run_naming_the_field(deployment: Deployment) -> None
     assert " ended in FAILURE: end: " in message and "is not after start" in message, message
 
 
+def test_a_window_the_store_does_not_cover_fails_the_run_unless_partial_is_allowed(
+    deployment: Deployment,
+) -> None:
+    """The store holds ten days; a month asked for is refused naming the covered range (no
+    silent ten-day backtest), and with allow_partial the run uses, and says, the ten days."""
+    month = [("2024-02-01" if arg == END else arg) for arg in REQUEST]
+    done = _script(deployment, *month, "--params", json.dumps(PARAMS))
+    assert done.returncode == 1
+    message = done.stderr.strip().splitlines()[-1]
+    assert " ended in FAILURE: BTCUSDT 15m (synthetic): the store has 960 of the 2,976" in message
+    assert "spanning [2024-01-01T00:00Z, 2024-01-11T00:00Z)" in message, message
+    assert "cryptota ingest --source synthetic --symbols BTCUSDT" in message
+
+    partial = _script(deployment, *month, "--params", json.dumps(PARAMS), "--allow-partial")
+    assert partial.returncode == 0, partial.stderr
+    result = json.loads(partial.stdout)
+    assert result["bars"] == 960
+    assert (result["start"], result["end"]) == ("2024-01-01T00:00:00Z", "2024-01-11T00:00:00Z")
+
+
 def test_the_interval_enum_is_every_supported_interval() -> None:
     assert list(get_args(Interval)) == list(INTERVAL_MS)
     assert AdhocBacktestConfig.model_fields["interval"].default == "1h"

@@ -8,6 +8,7 @@ from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import pandas as pd
 import pytest
 from dagster import (
     AddDynamicPartitionsRequest,
@@ -319,6 +320,34 @@ def test_missing_candles_fail_at_once_without_retries(
     (failure,) = result.get_step_failure_events()
     assert failure.step_key == "backtest_runs"
     assert "cryptota ingest" in str(failure.step_failure_data.error)  # the core's one-line hint
+
+
+def test_a_window_the_store_covers_only_in_part_fails_naming_the_covered_range(
+    settings: Settings, instance_with_symbols: DagsterInstance
+) -> None:
+    """Three of the window's seven days ingested: no silent three-day backtest, and no retry."""
+    instance = instance_with_symbols
+    window = backtest_window(settings.backtest_interval, settings.backtest_days)
+    store = CandleStore.from_url(settings.resolved_database_url)
+    try:
+        start = window.end - pd.Timedelta(days=3)
+        ingest_series(store, SyntheticSource(seed=42), "ETHUSDT", "1m", start, window.end)
+    finally:
+        store.engine.dispose()
+    _evaluate_param_sets(instance, resources_from_settings(settings), cursor=None)
+    result = _materialize(
+        settings,
+        instance,
+        partition_key=backtest_partition_key("ETHUSDT", SLUGS[0]),
+        raise_on_error=False,
+    )
+    assert not result.success
+    assert not [e for e in result.all_events if e.event_type_value == "STEP_UP_FOR_RETRY"]
+    (failure,) = result.get_step_failure_events()
+    error = str(failure.step_failure_data.error)
+    assert "ETHUSDT 1h (synthetic): the store has 72 of the 168 candles" in error
+    assert f"spanning [{start.strftime('%Y-%m-%dT%H:%M')}Z," in error
+    assert "cryptota ingest --source synthetic --symbols ETHUSDT" in error
 
 
 def test_param_set_sensor_acts_once_per_grid_change(

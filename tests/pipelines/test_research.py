@@ -148,6 +148,34 @@ def test_missing_candles_fail_at_once_without_retries(
     assert len(result.get_step_failure_events()) == 1  # not retried
 
 
+def test_an_optimisation_window_covered_only_in_part_fails_naming_the_covered_range(
+    research_settings: Settings, instance_with_symbols: DagsterInstance
+) -> None:
+    """Four of the ten optimisation days ingested: refused, not optimised on four days."""
+    from cryptota_pipelines.definitions import build_defs
+
+    store = CandleStore.from_url(research_settings.resolved_database_url)
+    try:
+        _ingest(store, days=4)
+    finally:
+        store.engine.dispose()
+    defs = build_defs(research_settings)
+    result = materialize(
+        list(defs.assets or []),  # type: ignore[arg-type]
+        instance=instance_with_symbols,
+        resources=defs.resources,
+        selection=[AssetKey("parameter_optimization")],
+        partition_key="BTCUSDT",
+        raise_on_error=False,
+    )
+    assert not result.success
+    failure = result.get_step_failure_events()[0]
+    error = str(failure.step_failure_data.error)
+    assert "BTCUSDT 1h (synthetic): the store has " in error and "of the 240 candles" in error
+    assert "cryptota ingest --source synthetic --symbols BTCUSDT" in error
+    assert len(result.get_step_failure_events()) == 1  # not retried
+
+
 def test_weekly_schedule_asks_for_one_walk_forward_per_symbol(
     defs: Definitions, instance: DagsterInstance
 ) -> None:

@@ -8,8 +8,9 @@ the result by run id (``cryptota results RUN_ID --json``, or the run's ``result`
 
 Bad input is refused with one line naming the field: the config's types and the interval (an
 enum of the supported intervals) when the run is launched, before anything runs; the strategy, its
-parameters (against the strategy's typed model), the symbol and the dates as the op's failure,
-before any candle is read. The broker settings are checked by the engine.
+parameters (against the strategy's typed model), the symbol, the dates and the broker settings
+(cash, commission, slippage, stake: by :class:`~cryptota_core.backtest.broker.Broker`, the model
+the CLI and the engines validate them with) as the op's failure, before any candle is read.
 """
 
 from collections.abc import Callable
@@ -27,6 +28,8 @@ from dagster import (
 )
 from pydantic import Field
 
+from cryptota_core.backtest.broker import Broker, BrokerSettingError
+from cryptota_core.backtest.result import iso_utc
 from cryptota_core.backtest.runs import BacktestWindow, ParamSet, run_and_store
 from cryptota_core.errors import InvalidInputError
 from cryptota_core.market.frame import normalise_symbol
@@ -66,10 +69,16 @@ class AdhocBacktestConfig(Config):
         description='Strategy parameters, e.g. {"period": 14, "oversold": 30, "overbought": 70}; '
         "unset ones take the strategy's defaults.",
     )
-    cash: float = Field(default=10_000.0, description="Starting capital.")
-    commission: float = Field(default=0.001, description="Fraction of notional per fill.")
-    slippage: float = Field(default=0.0, description="Fraction the fill moves against you.")
-    stake: float = Field(default=0.95, description="Fraction of equity an entry buys.")
+    # Ranges are checked by cryptota_core's Broker (in request()), the model every path shares.
+    cash: float = Field(default=10_000.0, description="Starting capital, in (0, 1e15].")
+    commission: float = Field(default=0.001, description="Fraction of notional per fill, [0, 1).")
+    slippage: float = Field(default=0.0, description="Fraction the fill moves against you, [0, 1).")
+    stake: float = Field(default=0.95, description="Fraction of equity an entry buys, (0, 1].")
+    allow_partial: bool = Field(
+        default=False,
+        description="Backtest on the stored part of [start, end) when the store does not cover "
+        "all of it (the result's window says which part); by default such a window is refused.",
+    )
 
     def request(self) -> "AdhocRequest":
         """The validated request; an invalid field raises one line that starts with its name."""
@@ -89,7 +98,21 @@ class AdhocBacktestConfig(Config):
             interval=_field("interval", lambda: parse_interval(self.interval)),
             start=start,
             end=end,
+            broker=self._broker(),
         )
+
+    def _broker(self) -> Broker:
+        """The broker settings, validated by the one model every path shares; the error names
+        the run-config field (``stake: 2.0 is invalid: ...``)."""
+        try:
+            return Broker(
+                cash=self.cash,
+                commission=self.commission,
+                slippage=self.slippage,
+                stake=self.stake,
+            )
+        except BrokerSettingError as e:
+            raise InvalidInputError(e.field_message) from None
 
 
 @dataclass(frozen=True)
@@ -102,6 +125,7 @@ class AdhocRequest:
     interval: str
     start: pd.Timestamp
     end: pd.Timestamp
+    broker: Broker
 
     def param_set(self) -> ParamSet:
         return ParamSet(get_strategy(self.strategy).slug(self.params), self.strategy, self.params)
@@ -144,10 +168,11 @@ def adhoc_backtest(
             window=request.window(),
             cache=backtest_cache.cache(),
             run_id=context.run.run_id,
-            cash=config.cash,
-            commission=config.commission,
-            slippage=config.slippage,
-            stake=config.stake,
+            cash=request.broker.cash,
+            commission=request.broker.commission,
+            slippage=request.broker.slippage,
+            stake=request.broker.stake,
+            allow_partial=config.allow_partial,
         )
     result, candles = run.result, run.candles
     assert candles.key is not None  # read from the store
@@ -159,6 +184,7 @@ def adhoc_backtest(
         "slug": result.slug,
         "engine": result.engine,
         "bars": result.bars,
+        "window": f"[{iso_utc(result.start)}, {iso_utc(result.end)})",
         "cached": run.cached,
         "candle_fingerprint": candles.fingerprint,
         **result.headline(),

@@ -174,7 +174,16 @@ def test_slippage_is_capped_at_the_bars_range(candles: pd.DataFrame) -> None:
 
 # --------------------------------------------------------------------------- rejections
 def test_order_costing_more_than_cash_is_rejected(candles: pd.DataFrame) -> None:
-    result = run(candles, enter_long=(10, 40), exit_long=(20,), stake=1.5)
+    """The whole equity (stake 1, the most a cash account may stake) plus commission, at an
+    open that gaps up 1 % over the signal close: more than the cash, so both entries fail."""
+    frame = candles.copy()
+    for signal in (10, 40):
+        open_ = frame.iloc[signal]["close"] * 1.01
+        row = frame.index[signal + 1]
+        frame.loc[row, "open"] = open_
+        frame.loc[row, "high"] = max(frame.loc[row, "high"], open_)
+        frame.loc[row, "low"] = min(frame.loc[row, "low"], open_)
+    result = run(frame, enter_long=(10, 40), exit_long=(20,), stake=1.0)
     assert result.rejected_orders == 2
     assert result.trades.empty
     assert (result.equity == CASH).all()
@@ -340,6 +349,11 @@ def test_strategy_may_be_a_name_a_class_or_an_instance(candles: pd.DataFrame) ->
         ({"slippage": -0.1}, "invalid --slippage -0.1"),
         ({"stake": 0}, "invalid --stake 0"),
         ({"stake": float("nan")}, "invalid --stake nan"),
+        ({"stake": 1.5}, "invalid --stake 1.5: use a fraction of equity in (0, 1]"),
+        ({"cash": 1e308}, "invalid --cash 1e+308: use a positive amount up to 1e15"),
+        ({"cash": float("inf")}, "invalid --cash inf"),
+        ({"commission": -0.001}, "invalid --commission -0.001"),
+        ({"slippage": 1.0}, "invalid --slippage 1.0"),
     ],
 )
 def test_bad_input_is_one_line(candles: pd.DataFrame, call: dict[str, Any], needle: str) -> None:
