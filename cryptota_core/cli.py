@@ -645,6 +645,42 @@ def walk_forward_command(
     )
 
 
+@cli.command("export")
+@click.option("--symbol", required=True, help="Symbol to read from the store, e.g. BTCUSDT.")
+@click.option("--interval", default="1h", show_default=True, help="Candle interval.")
+@click.option("--start", required=True, help="UTC start date, inclusive (2024-01-01).")
+@click.option("--end", required=True, help="UTC end date, exclusive (2024-02-01).")
+@click.option(
+    "--allow-partial",
+    is_flag=True,
+    help="Export the stored part of a window the store does not cover (default: refuse).",
+)
+@click.option(
+    "--csv",
+    "csv_path",
+    required=True,
+    type=click.Path(dir_okay=False, writable=True),
+    help="File to write: a Binance kline CSV, as the archive's files are.",
+)
+def export_command(
+    symbol: str, interval: str, start: str, end: str, allow_partial: bool, csv_path: str
+) -> None:
+    """Write stored candles as a Binance kline CSV, the file `--csv` reads back (to share a
+    window, or to run another tool on exactly the candles a backtest saw)."""
+    from cryptota_core.market.binance_csv import write_kline_csv
+
+    candles = _candle_input(symbol, interval, start, end, None, allow_partial)
+    try:
+        write_kline_csv(candles.frame, csv_path, interval=candles.interval)
+    except OSError as e:
+        raise InvalidInputError(f"cannot write --csv {csv_path}: {e.strerror or e}") from None
+    first, last = candles.frame.index[0], candles.frame.index[-1]
+    click.echo(
+        f"wrote {len(candles.frame):,} {candles.interval} candles of {candles.key} "
+        f"({first:%Y-%m-%d %H:%M} to {last:%Y-%m-%d %H:%M} UTC) to {csv_path}"
+    )
+
+
 @cli.command("results")
 @click.argument("run_id")
 @click.option(

@@ -71,6 +71,8 @@ def demo_command(days: int) -> None:
         )
     out.print(table)
     out.print(optimization_table(result.optimizations, result.source))
+    if result.walk_forward_skipped:
+        console.print(result.walk_forward_skipped)
 
 
 @cli.command("stack")

@@ -15,11 +15,14 @@ from dataclasses import dataclass
 from datetime import date, timedelta
 
 import pandas as pd
-from dagster import AssetKey, AssetSelection, DagsterInstance, Definitions, materialize
+from dagster import AssetKey, DagsterInstance, Definitions
 
 from cryptota_core.backtest.runs import expand_param_grids, register_param_sets
+from cryptota_core.errors import InvalidInputError
 from cryptota_core.ingest import resolve_source_name
 from cryptota_core.market.frame import CandleReport, SeriesKey
+from cryptota_core.market.intervals import interval_timedelta
+from cryptota_core.research.walk_forward import MIN_WINDOW_BARS, splits
 from cryptota_core.settings import Settings, load_settings
 from cryptota_core.storage.candle_store import CandleStore
 from cryptota_core.storage.research_store import ResearchStore
@@ -47,6 +50,8 @@ class DemoResult:
     leaderboard: pd.DataFrame
     optimizations: pd.DataFrame
     """The newest optimisation per symbol and strategy (``optimization_runs`` rows)."""
+    walk_forward_skipped: str | None = None
+    """Why ``walk_forward_report`` was not run (too few days for the split), or None."""
 
 
 def demo_settings(settings: Settings, days: int) -> Settings:
@@ -54,7 +59,9 @@ def demo_settings(settings: Settings, days: int) -> Settings:
     every run of the demo reads the same exchange, and the backtest and optimisation windows =
     the ingested days."""
     source = resolve_source_name(settings.source, settings)
-    return load_settings(source=source, backtest_days=days, optimization_days=days)
+    return load_settings(
+        source=source, backtest_days=days, optimization_days=days, walk_forward_days=days
+    )
 
 
 def open_instance(settings: Settings) -> DagsterInstance:
@@ -79,7 +86,7 @@ def _add_missing(instance: DagsterInstance, name: str, keys: Sequence[str]) -> N
 def run_demo(settings: Settings, *, days: int = 30, on_stage: Stage | None = None) -> DemoResult:
     """Ingest the last ``days`` UTC days of 1m candles for the configured symbols, build the
     rollups, backtest every configured parameter set on every symbol, rank them, then optimise
-    every symbol (CRYPTOTA_OPTIMIZATION_GRIDS) and place its latest signals."""
+    every symbol (CRYPTOTA_OPTIMIZATION_GRIDS), place its latest signals and walk it forward."""
     stage = on_stage or (lambda _name: None)
     settings = demo_settings(settings, days)
     instance = open_instance(settings)
@@ -94,20 +101,22 @@ def run_demo(settings: Settings, *, days: int = 30, on_stage: Stage | None = Non
     first, last = today - timedelta(days=days), today - timedelta(days=1)
     runs = 0
     for symbol in symbols:
-        stage(f"candles_1m + candle_rollups: {symbol} {first} .. {last}")
-        _run(defs, instance, ["candles_1m", "candle_rollups"], range_tags(first, last, [symbol]))
+        stage(f"candle_ingestion_job: {symbol} {first} .. {last}")
+        _run(defs, instance, "candle_ingestion_job", range_tags(first, last, [symbol]))
         runs += 1
     for symbol in symbols:
-        stage(f"backtest_runs: {len(slugs)} parameter sets on {symbol}")
-        _run(defs, instance, ["backtest_runs"], backtest_range_tags([symbol], slugs))
+        stage(f"backtest_job: {len(slugs)} parameter sets on {symbol}, then the leaderboard")
+        _run(defs, instance, "backtest_job", backtest_range_tags([symbol], slugs))
         runs += 1
-    stage("strategy_leaderboard")
-    _run(defs, instance, ["strategy_leaderboard"], {})
-    runs += 1
+    walk_forward_skipped = walk_forward_too_short(settings, days)
     for symbol in symbols:
-        stage(f"parameter_optimization + trading_signals: {symbol}")
-        _run(defs, instance, ["parameter_optimization", "trading_signals"], {}, partition=symbol)
+        stage(f"optimization_job: {symbol} (parameter_optimization, trading_signals)")
+        _run(defs, instance, "optimization_job", {}, partition=symbol)
         runs += 1
+        if walk_forward_skipped is None:
+            stage(f"walk_forward_job: {symbol}")
+            _run(defs, instance, "walk_forward_job", {}, partition=symbol)
+            runs += 1
     store = CandleStore.from_url(settings.resolved_database_url)
     start, end = pd.Timestamp(first, tz="UTC"), pd.Timestamp(today, tz="UTC")
     exchange = "synthetic" if settings.source == "synthetic" else "binance"
@@ -119,31 +128,63 @@ def run_demo(settings: Settings, *, days: int = 30, on_stage: Stage | None = Non
     board = ResultsStore.from_url(settings.resolved_database_url).leaderboard(top=3)
     optimizations = ResearchStore.from_url(settings.resolved_database_url).latest_optimizations()
     return DemoResult(
-        settings.source, str(settings.resolved_dagster_home), runs, candles, board, optimizations
+        settings.source,
+        str(settings.resolved_dagster_home),
+        runs,
+        candles,
+        board,
+        optimizations,
+        walk_forward_skipped,
     )
+
+
+def walk_forward_too_short(settings: Settings, days: int) -> str | None:
+    """Why ``days`` of candles cannot be walked forward with the configured split (the demo
+    then skips ``walk_forward_report`` and says so), or None when they can."""
+    if _splittable(settings, days):
+        return None
+    enough = next(n for n in range(days + 1, 3651) if _splittable(settings, n))
+    return (
+        f"walk_forward_report not run: {days} days of {settings.backtest_interval} candles are "
+        f"too few for {settings.walk_forward_windows} windows at in-sample ratio "
+        f"{settings.walk_forward_in_sample_ratio:g} (each window needs {MIN_WINDOW_BARS} "
+        f"candles); `cryptota demo --days {enough}` or more runs it"
+    )
+
+
+def _splittable(settings: Settings, days: int) -> bool:
+    bars = days * (pd.Timedelta(days=1) // interval_timedelta(settings.backtest_interval))
+    try:
+        splits(
+            bars,
+            windows=settings.walk_forward_windows,
+            in_sample_ratio=settings.walk_forward_in_sample_ratio,
+            anchored=False,
+        )
+    except InvalidInputError:
+        return False
+    return True
 
 
 def _run(
     defs: Definitions,
     instance: DagsterInstance,
-    assets: list[str],
+    job: str,
     tags: dict[str, str],
     partition: str | None = None,
 ) -> None:
-    """One in-process run of ``assets`` and their checks, with the code location's resources
-    (over the range in ``tags``, or the one ``partition``)."""
-    result = materialize(
-        [*(defs.assets or []), *(defs.asset_checks or [])],  # type: ignore[list-item]
+    """One in-process run of the code location's job ``job`` (the one its schedules and sensors
+    launch, so the UI shows the demo's runs under the same names), over the range in ``tags``
+    or the one ``partition``."""
+    result = defs.resolve_job_def(job).execute_in_process(
         instance=instance,
-        resources=defs.resources,
-        selection=AssetSelection.assets(*assets),
         tags={**tags, "cryptota/trigger": "demo"},
         partition_key=partition,
         # The CLI shows progress itself; Dagster's DEBUG event stream stays in the instance.
         run_config={"loggers": {"console": {"config": {"log_level": "WARNING"}}}},
     )
     if not result.success:
-        raise RuntimeError(f"demo run {result.run_id} failed; open `make ui` to see why")
+        raise RuntimeError(f"demo run {result.run_id} ({job}) failed; open `make ui` to see why")
 
 
 def latest_day(instance: DagsterInstance) -> date | None:

@@ -155,7 +155,7 @@ def candles_from_store(
         read = store.read_with_fingerprint(key, start, end)
         if not read.frame.empty:
             if candidate == "synthetic":
-                log.info("backtesting on SYNTHETIC candles for %s (no Binance data)", symbol)
+                log.info("reading SYNTHETIC candles for %s (no Binance data)", symbol)
             check_coverage(key, read.frame, start, end, allow_partial=allow_partial)
             return CandleInput(read.frame, key, interval, read.fingerprint, f"store:{key}")
     raise NoDataError(

@@ -2,8 +2,10 @@
 a Dagster webserver.
 
     python docs/examples/adhoc_backtest.py --strategy rsi --symbol BTCUSDT --interval 15m \\
-        --start 2024-01-01 --end 2024-02-01 --cash 10000 --commission 0.001 \\
-        --params '{"period": 14, "oversold": 30, "overbought": 70}'
+        --start "$(date -u -d '7 days ago' +%F)" --end "$(date -u +%F)" \\
+        --cash 10000 --commission 0.001 --params '{"period": 14, "oversold": 30, "overbought": 70}'
+
+(the last seven days, inside the 30 that ``make run`` ingests).
 
 1. **submit**: ``DagsterGraphQLClient.submit_job_execution("adhoc_backtest_job", run_config=...)``
    queues a run and returns its id (a bad run config is refused here: one line naming the field);

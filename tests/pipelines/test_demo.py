@@ -38,8 +38,15 @@ def test_demo_runs_the_graph_on_synthetic_data_when_binance_is_unreachable(
     instance = _instance()
     assert Path(os.environ["DAGSTER_HOME"]).is_relative_to(tmp_path)
     runs = instance.get_runs()
-    assert len(runs) == 7  # 2 ingestion ranges, 2 backtest ranges, the leaderboard, 2 research
+    # Per symbol: an ingestion range, a backtest range (then the leaderboard), an optimisation;
+    # under the code location's own job names, as its schedules and sensors launch them.
+    assert sorted(run.job_name for run in runs) == sorted(
+        ["candle_ingestion_job", "backtest_job", "optimization_job"] * 2
+    )
     assert all(run.is_success for run in runs)
+    # Three days are too few for the default walk-forward split: said, not failed.
+    assert "walk_forward_report not run: 3 days of 1h candles are too few" in captured.err
+    assert "`cryptota demo --days 17` or more runs it" in " ".join(captured.err.split())
     days = instance.get_materialized_partitions(AssetKey("candles_1m"))
     assert len(days) == 3 * 2
     backtests = instance.get_materialized_partitions(AssetKey("backtest_runs"))
@@ -67,3 +74,24 @@ def test_demo_uses_binance_when_it_answers(
     assert "SYNTHETIC" not in captured.err
     assert "Strategy leaderboard (binance candles" in captured.out
     assert "rsi-p14-os30-ob70" in captured.out
+
+
+def test_demo_walks_forward_when_the_days_allow_it(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("BINANCE_BASE_URL", f"http://127.0.0.1:{free_port()}")
+    monkeypatch.setenv("CRYPTOTA_SYMBOLS", "BTCUSDT")
+    monkeypatch.setenv("CRYPTOTA_STRATEGY_GRIDS", '{"rsi": {"period": [14]}}')
+    monkeypatch.setenv("CRYPTOTA_OPTIMIZATION_GRIDS", '{"rsi": {"period": [7, 14]}}')
+    monkeypatch.delenv("DAGSTER_HOME", raising=False)
+    assert main(["demo", "--days", "17"]) == 0
+    assert "walk_forward_report not run" not in capsys.readouterr().err
+
+    instance = _instance()
+    assert {run.job_name for run in instance.get_runs()} == {
+        "candle_ingestion_job",
+        "backtest_job",
+        "optimization_job",
+        "walk_forward_job",
+    }
+    assert set(instance.get_materialized_partitions(AssetKey("walk_forward_report"))) == {"BTCUSDT"}

@@ -1,0 +1,130 @@
+"""Numbers as a quant reads them: the one place that decides how a metric is shown.
+
+The domain keeps every ratio a fraction (``total_return`` 0.0123) and every count a float where
+it shares a frame with other metrics; stored results and ``--json`` keep those exact values.
+Where a person reads them — the CLI's tables, the demo's summary, Dagster metadata — returns,
+drawdowns and rates are percentages, counts are integers and everything else has four
+significant digits, so ``trade_count 7`` never prints as ``7.0000`` nor a Sharpe ratio as
+``1.234567890123``.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import SupportsFloat
+
+from cryptota_core.numbers import finite_or_none
+
+PERCENT_METRICS = frozenset(
+    {
+        "total_return",
+        "annual_return",
+        "buy_and_hold_return",
+        "best_period_return",
+        "worst_period_return",
+        "annual_volatility",
+        "downside_risk",
+        "max_drawdown",
+        "avg_drawdown",
+        "var_5",
+        "cvar_5",
+        "ulcer_index",
+        "alpha",
+        "win_rate",
+        "kelly_criterion",
+        "oos_total_return",
+        "return",
+        "buy_and_hold",
+    }
+)
+"""Fractions people read as percentages (besides every ``*_pct``, which DESIGN §6 defines as a
+fraction too)."""
+
+COUNT_METRICS = frozenset(
+    {
+        "trade_count",
+        "open_trades",
+        "max_drawdown_duration_bars",
+        "max_trade_duration_bars",
+        "max_consecutive_wins",
+        "max_consecutive_losses",
+        "bars",
+        "trades",
+        "sets",
+        "trials",
+        "profitable_windows",
+        "windows",
+        "runs",
+        "cached_runs",
+    }
+)
+"""Whole numbers (a mean number of bars, ``avg_trade_duration_bars``, is not one)."""
+
+SIGNIFICANT_DIGITS = 4
+
+
+def is_percent(name: str) -> bool:
+    """Whether metric ``name`` is a fraction shown as a percentage (``strategy/`` prefixes, as
+    in the research metadata, are ignored)."""
+    base = name.rsplit("/", 1)[-1]
+    return base in PERCENT_METRICS or base.endswith("_pct")
+
+
+def is_count(name: str) -> bool:
+    """Whether metric ``name`` is a whole number."""
+    base = name.rsplit("/", 1)[-1]
+    return base in COUNT_METRICS or base.endswith("_count")
+
+
+def significant(value: float, digits: int = SIGNIFICANT_DIGITS) -> float:
+    """``value`` rounded to ``digits`` significant digits (for metadata that stays a number,
+    so the UI can still plot it across materialisations)."""
+    if value == 0 or not math.isfinite(value):
+        return value
+    return round(value, digits - 1 - math.floor(math.log10(abs(value))))
+
+
+def format_number(value: SupportsFloat | None, digits: int = SIGNIFICANT_DIGITS) -> str:
+    """``value`` with ``digits`` significant digits and thousands separators, never in
+    exponent form for everyday magnitudes (10,234.56 → ``10,235``; 0.012345 → ``0.01235``);
+    ``-`` when undefined."""
+    number = finite_or_none(value)
+    if number is None:
+        return "-"
+    if number == 0:
+        return "0"
+    magnitude = math.floor(math.log10(abs(number)))
+    if magnitude < -6 or magnitude > 15:
+        return f"{number:.{digits - 1}e}"
+    decimals = max(0, digits - 1 - magnitude)
+    return f"{number:,.{decimals}f}"
+
+
+def format_metric(name: str, value: SupportsFloat | None) -> str:
+    """Metric ``name``'s ``value`` as a person reads it: ``12.34 %``, ``7`` or ``1.235``."""
+    number = finite_or_none(value)
+    if number is None:
+        return "-"
+    if is_count(name):
+        return f"{round(number):,}"
+    if is_percent(name):
+        return f"{format_number(number * 100)} %"
+    return format_number(number)
+
+
+def metadata_number(name: str, value: SupportsFloat | None) -> int | float | None:
+    """Metric ``name``'s ``value`` for Dagster metadata: an int for a count, otherwise four
+    significant digits, in percent for a percentage (the key then says ``_pct``, see
+    :func:`metadata_key`); None when undefined."""
+    number = finite_or_none(value)
+    if number is None:
+        return None
+    if is_count(name):
+        return round(number)
+    return significant(number * 100 if is_percent(name) else number)
+
+
+def metadata_key(name: str) -> str:
+    """The metadata key of metric ``name``: percentages say so (``total_return`` →
+    ``total_return_%``), so a number in the UI never reads as a fraction."""
+    return f"{name} %" if is_percent(name) else name
