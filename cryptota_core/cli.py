@@ -24,6 +24,7 @@ from rich.progress import (
 )
 from rich.table import Table
 
+from cryptota_core.backtest.broker import DEFAULT_BROKER, BrokerSettings
 from cryptota_core.cache import open_cache
 from cryptota_core.errors import CryptotaError, InvalidInputError, NoDataError
 from cryptota_core.ingest import (
@@ -193,7 +194,8 @@ def _candle_input(
 
 def _candle_options(command: Callable[..., None]) -> Callable[..., None]:
     """``--symbol/--interval/--start/--end | --csv`` and the broker settings, shared by the
-    research commands."""
+    research commands. The settings' defaults are :data:`DEFAULT_BROKER`'s, so ``--help`` shows
+    the numbers every engine uses when a flag is left out."""
     options = [
         click.option("--symbol", default=None, help="Symbol to read from the store."),
         click.option(
@@ -214,10 +216,10 @@ def _candle_options(command: Callable[..., None]) -> Callable[..., None]:
             type=click.Path(dir_okay=False),
             help="A Binance kline CSV instead of the store.",
         ),
-        click.option("--cash", type=float, default=10_000.0, show_default=True),
-        click.option("--commission", type=float, default=0.001, show_default=True),
-        click.option("--slippage", type=float, default=0.0, show_default=True),
-        click.option("--stake", type=float, default=0.95, show_default=True),
+        *(
+            click.option(f"--{name}", type=float, default=default, show_default=True)
+            for name, default in DEFAULT_BROKER.kwargs().items()
+        ),
     ]
     for option in reversed(options):
         command = option(command)
@@ -379,13 +381,12 @@ def backtest_command(
     plot_path: str | None,
 ) -> None:
     """Run one strategy configuration on stored candles or a Binance kline CSV."""
-    from cryptota_core.backtest.broker import Broker
     from cryptota_core.backtest.service import backtest_or_cache
     from cryptota_core.strategies import get_strategy
 
     spec = get_strategy(strategy)
     spec.parse_params(params)  # fail on bad parameters before reading any data
-    broker = Broker(cash=cash, commission=commission, slippage=slippage, stake=stake)
+    broker = BrokerSettings(cash=cash, commission=commission, slippage=slippage, stake=stake)
     candles = _candle_input(symbol, interval, start, end, csv_path, allow_partial)
     done = backtest_or_cache(
         candles,
@@ -469,10 +470,10 @@ def optimize_command(
 ) -> None:
     """Search a parameter grid: sweep every set, re-check the best on backtrader, and report
     the winner's deflated Sharpe ratio and the search's probability of overfitting."""
-    from cryptota_core.research.optimize import Broker, heatmap_axes, optimize
+    from cryptota_core.research.optimize import heatmap_axes, optimize
 
     spec = _search_spec(strategy, grid, method, samples, seed, max_sets)
-    broker = Broker(cash=cash, commission=commission, slippage=slippage, stake=stake)
+    broker = BrokerSettings(cash=cash, commission=commission, slippage=slippage, stake=stake)
     if heatmap_path:
         heatmap_axes(spec.grid, heatmap_x, heatmap_y)
     sets, candles = _search_inputs(
@@ -589,11 +590,10 @@ def walk_forward_command(
 ) -> None:
     """Optimise in sample, trade the winner out of sample, roll forward; report the stitched
     out-of-sample result, walk-forward efficiency and parameter stability."""
-    from cryptota_core.research.optimize import Broker
     from cryptota_core.research.walk_forward import walk_forward
 
     spec = _search_spec(strategy, grid, method, samples, seed, max_sets)
-    broker = Broker(cash=cash, commission=commission, slippage=slippage, stake=stake)
+    broker = BrokerSettings(cash=cash, commission=commission, slippage=slippage, stake=stake)
     sets, candles = _search_inputs(
         spec, objective, symbol, interval, start, end, csv_path, allow_partial
     )

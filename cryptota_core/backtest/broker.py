@@ -28,13 +28,8 @@ MAX_CASH = 1e15
 """Largest starting cash: a thousand trillion, beyond any account, and far enough from float64's
 limit (about 1.8e308) that products of equity with prices and quantities cannot overflow."""
 
-ACCEPTED: dict[str, str] = {
-    "cash": f"a positive amount up to {MAX_CASH:.0e}, such as 10000".replace("e+", "e"),
-    "commission": "a fraction of the notional in [0, 1), such as 0.001 (0.1 %)",
-    "slippage": "a fraction of the price in [0, 1), such as 0.0005 (0.05 %)",
-    "stake": "a fraction of equity in (0, 1], such as 0.95",
-}
-"""What each setting accepts, as the one-line errors say it."""
+_MAX_CASH_TEXT = f"{MAX_CASH:.0e}".replace("e+", "e")
+"""``1e15``, as the errors and the run config's description write the bound."""
 
 
 class BrokerSettingError(InvalidInputError):
@@ -53,8 +48,13 @@ class BrokerSettingError(InvalidInputError):
         return f"{self.field}: {self.value!r} is invalid: use {self.accepted}"
 
 
-class Broker(BaseModel):
+class BrokerSettings(BaseModel):
     """Cash, commission, slippage and stake of a backtest or a search (DESIGN §5 defaults).
+
+    The one place the defaults and bounds are written: the CLI's flags, the ad-hoc job's run
+    config, the engines' and the research code's keyword arguments and the result's fields all
+    take their defaults from here (:data:`DEFAULT_BROKER`, :attr:`model_fields`), so changing
+    one cannot leave a path running with the old value.
 
     Constructing one validates it: an out-of-range value raises :class:`BrokerSettingError`
     (one line naming the setting), not pydantic's multi-line error, so any caller can let it
@@ -62,10 +62,16 @@ class Broker(BaseModel):
 
     model_config = ConfigDict(frozen=True, extra="forbid", allow_inf_nan=False)
 
-    cash: float = Field(10_000.0, gt=0, le=MAX_CASH, description="Starting cash.")
-    commission: float = Field(0.001, ge=0, lt=1, description="Fraction of notional per fill.")
-    slippage: float = Field(0.0, ge=0, lt=1, description="Fraction a fill moves against you.")
-    stake: float = Field(0.95, gt=0, le=1, description="Fraction of equity an entry buys.")
+    cash: float = Field(
+        10_000.0, gt=0, le=MAX_CASH, description=f"Starting capital, in (0, {_MAX_CASH_TEXT}]."
+    )
+    commission: float = Field(
+        0.001, ge=0, lt=1, description="Fraction of notional per fill, [0, 1)."
+    )
+    slippage: float = Field(
+        0.0, ge=0, lt=1, description="Fraction the fill moves against you, [0, 1)."
+    )
+    stake: float = Field(0.95, gt=0, le=1, description="Fraction of equity an entry buys, (0, 1].")
 
     def __init__(self, **values: Any) -> None:
         try:
@@ -83,3 +89,22 @@ class Broker(BaseModel):
             "slippage": self.slippage,
             "stake": self.stake,
         }
+
+
+DEFAULT_BROKER = BrokerSettings()
+"""DESIGN §5's settings, for the signatures that take them one by one (``cash=...``): their
+defaults read this instance's fields instead of repeating the numbers."""
+
+ACCEPTED: dict[str, str] = {
+    "cash": f"a positive amount up to {_MAX_CASH_TEXT}, such as {DEFAULT_BROKER.cash:g}",
+    "commission": (
+        f"a fraction of the notional in [0, 1), such as {DEFAULT_BROKER.commission:g} "
+        f"({DEFAULT_BROKER.commission * 100:g} %)"
+    ),
+    "slippage": "a fraction of the price in [0, 1), such as 0.0005 (0.05 %)",
+    "stake": f"a fraction of equity in (0, 1], such as {DEFAULT_BROKER.stake:g}",
+}
+"""What each setting accepts, as the one-line errors say it; the examples of cash, commission
+and stake are the defaults, read from the model so they cannot drift from it. Built after the
+model because the default instance must exist first (:class:`BrokerSettingError` only reads it
+when raised)."""

@@ -36,18 +36,23 @@ import backtrader as bt
 import numpy as np
 import pandas as pd
 
-from cryptota_core.backtest.broker import Broker
+from cryptota_core.backtest.broker import DEFAULT_BROKER
+from cryptota_core.backtest.inputs import (
+    PRICE_COLUMNS,
+    check_settings,
+    prepare_candles,
+    resolve_strategy,
+)
 from cryptota_core.backtest.result import ORDER_COLUMNS, BacktestResult, empty_orders
 from cryptota_core.backtest.trades import TRADE_COLUMNS, empty_trades
 from cryptota_core.errors import InvalidInputError
 from cryptota_core.market.intervals import interval_timedelta, parse_interval
-from cryptota_core.strategies import Strategy, StrategyParams, get_strategy
+from cryptota_core.strategies import Strategy, StrategyParams
 from cryptota_core.strategies.base import BaseBtStrategy, Fill, OrderRecord
 
 log = logging.getLogger(__name__)
 
 ENGINE = "backtrader"
-_PRICE_COLUMNS = ("open", "high", "low", "close")
 
 
 def run_backtest(
@@ -56,26 +61,27 @@ def run_backtest(
     params: Mapping[str, Any] | str | StrategyParams | None = None,
     *,
     interval: str,
-    cash: float = 10_000.0,
-    commission: float = 0.001,
-    slippage: float = 0.0,
-    stake: float = 0.95,
+    cash: float = DEFAULT_BROKER.cash,
+    commission: float = DEFAULT_BROKER.commission,
+    slippage: float = DEFAULT_BROKER.slippage,
+    stake: float = DEFAULT_BROKER.stake,
 ) -> BacktestResult:
     """Run ``strategy`` with ``params`` over ``candles`` on backtrader and measure it.
 
     ``candles`` is a candle frame (``open_time`` UTC index, at least open/high/low/close); the
-    frame is sorted if needed, and duplicate or missing prices are rejected. The broker settings
-    must be in :class:`~cryptota_core.backtest.broker.Broker`'s ranges (``stake`` at most 1: the
+    frame is sorted if needed, and duplicate or missing prices are rejected
+    (:func:`~cryptota_core.backtest.inputs.prepare_candles`). The broker settings must be in
+    :class:`~cryptota_core.backtest.broker.BrokerSettings`'s ranges (``stake`` at most 1: the
     account has no leverage; an entry that costs more than the cash at the fill is rejected, as
-    a real broker would). The benchmark
-    is buy-and-hold: all the cash buys the asset at the first candle's close, without
-    commission, and is held; its value is ``cash × close / close[0]`` at every close.
+    a real broker would). The benchmark is buy-and-hold: all the cash buys the asset at the
+    first candle's close, without commission, and is held; its value is ``cash × close /
+    close[0]`` at every close.
     """
     interval = parse_interval(interval)
-    spec = _resolve_strategy(strategy)
+    spec = resolve_strategy(strategy)
     model = spec.parse_params(params)
-    _check_settings(cash=cash, commission=commission, slippage=slippage, stake=stake)
-    frame = _prepare_candles(candles)
+    check_settings(cash=cash, commission=commission, slippage=slippage, stake=stake)
+    frame = prepare_candles(candles)
     _check_length(spec, model, frame)
 
     strat = _run_cerebro(
@@ -194,7 +200,7 @@ def _run_cerebro(
     cerebro.broker.set_slippage_perc(
         slippage, slip_open=True, slip_limit=True, slip_match=True, slip_out=False
     )
-    feed = frame.loc[:, [*_PRICE_COLUMNS, "volume"]].copy()
+    feed = frame.loc[:, [*PRICE_COLUMNS, "volume"]].copy()
     feed.index = pd.DatetimeIndex(feed.index).tz_convert("UTC").tz_localize(None)
     cerebro.adddata(bt.feeds.PandasData(dataname=feed, openinterest=None))
     cerebro.addstrategy(bt_strategy, stake=stake)
@@ -298,55 +304,3 @@ def orders_frame(records: Iterable[OrderRecord], times: pd.DatetimeIndex) -> pd.
     orders["created_time"] = pd.DatetimeIndex(orders["created_time"]).as_unit("ns")
     orders["fill_time"] = pd.to_datetime(orders["fill_time"], utc=True).dt.as_unit("ns")
     return orders
-
-
-def _resolve_strategy(strategy: str | Strategy | type[Strategy]) -> Strategy:
-    if isinstance(strategy, str):
-        return get_strategy(strategy)
-    if isinstance(strategy, type) and issubclass(strategy, Strategy):
-        return strategy()
-    if isinstance(strategy, Strategy):
-        return strategy
-    raise InvalidInputError(f"strategy must be a name or a Strategy, got {strategy!r}")
-
-
-def _check_settings(*, cash: float, commission: float, slippage: float, stake: float) -> None:
-    """Refuse out-of-range broker settings with one line. The bounds live in one place,
-    :class:`~cryptota_core.backtest.broker.Broker`, which the CLI and the ad-hoc job also
-    validate with before reading candles; the engines check again for direct callers."""
-    Broker(cash=cash, commission=commission, slippage=slippage, stake=stake)
-
-
-def _prepare_candles(candles: pd.DataFrame) -> pd.DataFrame:
-    """The price columns indexed by a sorted, unique UTC ``open_time``. Unsorted input is sorted
-    with a warning (safe to fix); duplicates and missing or non-positive prices are the caller's
-    to fix, so they raise."""
-    frame = candles.set_index("open_time") if "open_time" in candles.columns else candles
-    if len(frame) == 0:
-        raise InvalidInputError("no candles to backtest; load a window that holds some")
-    missing = [c for c in _PRICE_COLUMNS if c not in frame.columns]
-    if missing:
-        raise InvalidInputError(
-            f"candles lack columns {missing}; pass a candle frame with open/high/low/close"
-        )
-    if not isinstance(frame.index, pd.DatetimeIndex):
-        raise InvalidInputError("candles must be indexed by open_time (a DatetimeIndex)")
-    index = frame.index
-    index = index.tz_localize("UTC") if index.tz is None else index.tz_convert("UTC")
-    out = pd.DataFrame(
-        {c: frame[c].to_numpy(dtype="float64") for c in _PRICE_COLUMNS},
-        index=index.as_unit("ns").rename("open_time"),
-    )
-    out["volume"] = frame["volume"].to_numpy(dtype="float64") if "volume" in frame.columns else 0.0
-    if not out.index.is_monotonic_increasing:
-        log.warning("candles were not in time order; sorted them")
-        out = out.sort_index(kind="stable")
-    if out.index.has_duplicates:
-        first = out.index[out.index.duplicated()][0]
-        raise InvalidInputError(
-            f"two candles share open_time {first.isoformat()}; normalise the frame first"
-        )
-    prices = out[list(_PRICE_COLUMNS)].to_numpy()
-    if not (np.isfinite(prices).all() and (prices > 0).all()):
-        raise InvalidInputError("candles hold missing, infinite or non-positive prices; fix them")
-    return out

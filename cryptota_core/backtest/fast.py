@@ -24,15 +24,14 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from cryptota_core.backtest.broker import DEFAULT_BROKER
 from cryptota_core.backtest.engine import (
     _check_length,
-    _check_settings,
-    _prepare_candles,
-    _resolve_strategy,
     measured_result,
     orders_frame,
     trades_from_fills,
 )
+from cryptota_core.backtest.inputs import check_settings, prepare_candles, resolve_strategy
 from cryptota_core.backtest.kernels.broker import (
     STATUS_FILLED,
     STATUS_NAMES,
@@ -108,23 +107,23 @@ def run_fast_backtest(
     params: Mapping[str, Any] | str | StrategyParams | None = None,
     *,
     interval: str,
-    cash: float = 10_000.0,
-    commission: float = 0.001,
-    slippage: float = 0.0,
-    stake: float = 0.95,
+    cash: float = DEFAULT_BROKER.cash,
+    commission: float = DEFAULT_BROKER.commission,
+    slippage: float = DEFAULT_BROKER.slippage,
+    stake: float = DEFAULT_BROKER.stake,
 ) -> BacktestResult:
     """:func:`~cryptota_core.backtest.engine.run_backtest` on numba kernels, for the strategies
     in :data:`SUPPORTED`: the same trades, equity, orders and metrics, many times faster."""
     interval = parse_interval(interval)
-    spec = _resolve_strategy(strategy)
+    spec = resolve_strategy(strategy)
     if not supports(spec):
         raise InvalidInputError(
             f"the fast engine supports {', '.join(SUPPORTED)}; "
             f"use --engine backtrader for {spec.name}"
         )
     model = spec.parse_params(params)
-    _check_settings(cash=cash, commission=commission, slippage=slippage, stake=stake)
-    frame = _prepare_candles(candles)
+    check_settings(cash=cash, commission=commission, slippage=slippage, stake=stake)
+    frame = prepare_candles(candles)
     warmup = _check_length(spec, model, frame)
     open_, high, low, closes = (
         np.ascontiguousarray(frame[c].to_numpy(dtype="float64"))

@@ -9,6 +9,7 @@ from typing import Any
 
 import pandas as pd
 
+from cryptota_core.backtest.broker import DEFAULT_BROKER
 from cryptota_core.backtest.trades import trades_frame
 from cryptota_core.numbers import finite_or_none
 
@@ -80,10 +81,10 @@ class BacktestResult:
     rejected_orders: int
     metrics: dict[str, float | None]
     orders: pd.DataFrame = field(default_factory=empty_orders)
-    cash: float = 10_000.0
-    commission: float = 0.001
-    slippage: float = 0.0
-    stake: float = 0.95
+    cash: float = DEFAULT_BROKER.cash
+    commission: float = DEFAULT_BROKER.commission
+    slippage: float = DEFAULT_BROKER.slippage
+    stake: float = DEFAULT_BROKER.stake
 
     @property
     def equity_final(self) -> float:

@@ -14,7 +14,7 @@ from typing import Any
 
 import pandas as pd
 
-from cryptota_core.backtest.broker import Broker
+from cryptota_core.backtest.broker import DEFAULT_BROKER, BrokerSettings
 from cryptota_core.backtest.result import BacktestResult
 from cryptota_core.backtest.service import (
     CODE_VERSION,
@@ -128,10 +128,10 @@ def run_and_store(
     cache: ResultCache | None = None,
     run_id: str | None = None,
     candles: CandleInput | None = None,
-    cash: float = 10_000.0,
-    commission: float = 0.001,
-    slippage: float = 0.0,
-    stake: float = 0.95,
+    cash: float = DEFAULT_BROKER.cash,
+    commission: float = DEFAULT_BROKER.commission,
+    slippage: float = DEFAULT_BROKER.slippage,
+    stake: float = DEFAULT_BROKER.stake,
     allow_partial: bool = False,
 ) -> StoredRun:
     """Backtest ``param_set`` on ``symbol`` over ``window`` and save it (idempotently, keyed by
@@ -140,7 +140,7 @@ def run_and_store(
     are DESIGN §5's defaults unless an ad-hoc run asks for others. A window the store does not
     cover is refused unless ``allow_partial`` (then the stored result's window is the one used).
     Out-of-range broker settings are refused before any candle is read."""
-    Broker(cash=cash, commission=commission, slippage=slippage, stake=stake)
+    BrokerSettings(cash=cash, commission=commission, slippage=slippage, stake=stake)
     if candles is None:
         candles = candles_from_store(
             store,

@@ -12,6 +12,7 @@ import numpy as np
 import pandas as pd
 
 from cryptota_core import __version__
+from cryptota_core.backtest.broker import DEFAULT_BROKER
 from cryptota_core.backtest.coverage import check_coverage
 from cryptota_core.backtest.engine import run_backtest
 from cryptota_core.backtest.fast import run_fast_backtest
@@ -208,10 +209,10 @@ def backtest_or_cache(
     strategy: str,
     params: Mapping[str, Any] | str | None,
     *,
-    cash: float = 10_000.0,
-    commission: float = 0.001,
-    slippage: float = 0.0,
-    stake: float = 0.95,
+    cash: float = DEFAULT_BROKER.cash,
+    commission: float = DEFAULT_BROKER.commission,
+    slippage: float = DEFAULT_BROKER.slippage,
+    stake: float = DEFAULT_BROKER.stake,
     cache: ResultCache | None = None,
     engine: str = "backtrader",
 ) -> Backtested:

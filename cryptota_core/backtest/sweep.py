@@ -36,13 +36,10 @@ import numpy as np
 import numpy.typing as npt
 import pandas as pd
 
-from cryptota_core.backtest.engine import (
-    _check_settings,
-    _prepare_candles,
-    _resolve_strategy,
-    run_backtest,
-)
+from cryptota_core.backtest.broker import DEFAULT_BROKER
+from cryptota_core.backtest.engine import run_backtest
 from cryptota_core.backtest.fast import run_fast_backtest, supports
+from cryptota_core.backtest.inputs import check_settings, prepare_candles, resolve_strategy
 from cryptota_core.backtest.kernels import figures as fig
 from cryptota_core.backtest.kernels.indicators import rsi_table_nb, sma_table_nb
 from cryptota_core.backtest.kernels.sweep import (
@@ -191,10 +188,10 @@ def run_sweep(
     param_sets: Iterable[StrategyParams | Mapping[str, Any]],
     *,
     interval: str,
-    cash: float = 10_000.0,
-    commission: float = 0.001,
-    slippage: float = 0.0,
-    stake: float = 0.95,
+    cash: float = DEFAULT_BROKER.cash,
+    commission: float = DEFAULT_BROKER.commission,
+    slippage: float = DEFAULT_BROKER.slippage,
+    stake: float = DEFAULT_BROKER.stake,
     n_blocks: int = 16,
 ) -> SweepResult:
     """Evaluate every parameter set of ``strategy`` in ``param_sets`` over ``candles``.
@@ -206,7 +203,7 @@ def run_sweep(
     strategy, an empty grid, a set of another strategy, a duplicate set, bad settings, or
     candles too short for the blocks or for a set's warm-up."""
     interval = parse_interval(interval)
-    spec = _resolve_strategy(strategy)
+    spec = resolve_strategy(strategy)
     given = [] if isinstance(param_sets, str | bytes | Mapping) else list(param_sets)
     if not given:
         raise InvalidInputError(
@@ -218,10 +215,10 @@ def run_sweep(
     if len(set(slugs)) != len(slugs):
         twice = next(s for s in slugs if slugs.count(s) > 1)
         raise InvalidInputError(f"parameter set {twice} appears twice in the grid; pass it once")
-    _check_settings(cash=cash, commission=commission, slippage=slippage, stake=stake)
+    check_settings(cash=cash, commission=commission, slippage=slippage, stake=stake)
     if isinstance(n_blocks, bool) or not isinstance(n_blocks, int) or n_blocks < 1:
         raise InvalidInputError(f"n_blocks={n_blocks!r}: use a whole number of blocks such as 16")
-    frame = _prepare_candles(candles)
+    frame = prepare_candles(candles)
     bars = len(frame)
     if bars - 1 < n_blocks:
         raise InvalidInputError(

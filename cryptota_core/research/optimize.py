@@ -29,9 +29,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-# Broker: the settings every set of a search runs with, validated by the backtests' own model
-# (and importable from here, where research code has always imported it).
-from cryptota_core.backtest.broker import Broker
+# BrokerSettings: the settings every set of a search runs with, validated by the backtests' own
+# model (and importable from here, where research code has always imported it).
+from cryptota_core.backtest.broker import BrokerSettings
 from cryptota_core.backtest.engine import run_backtest
 from cryptota_core.backtest.fast import run_fast_backtest
 from cryptota_core.backtest.result import BacktestResult, iso_utc
@@ -87,7 +87,7 @@ class OptimizationResult:
     """The winner's full run: on backtrader when re-checked, else on the fast engine."""
     rechecks: list[Recheck]
     statistics: dict[str, Any]
-    broker: Broker = field(default_factory=Broker)
+    broker: BrokerSettings = field(default_factory=BrokerSettings)
 
     @property
     def best_slug(self) -> str:
@@ -179,7 +179,7 @@ def optimize(
     objective: str = "sharpe",
     top: int = 10,
     recheck: int | None = None,
-    broker: Broker | None = None,
+    broker: BrokerSettings | None = None,
     n_blocks: int = DEFAULT_BLOCKS,
     progress: Progress | None = None,
     sets: Sequence[StrategyParams] | None = None,
@@ -188,7 +188,7 @@ def optimize(
     of ``top``) is how many of the top sets re-run on backtrader; ``sets``, the parameter sets
     of ``spec`` when the caller expanded them already (to fail on a bad grid before reading
     candles)."""
-    broker = broker or Broker()
+    broker = broker or BrokerSettings()
     column = objective_column(objective)
     if top < 1:
         raise InvalidInputError(f"--top {top}: ask for at least 1 parameter set")
@@ -250,7 +250,7 @@ def sweep_ranked(
     interval: str,
     objective: str,
     top: int,
-    broker: Broker,
+    broker: BrokerSettings,
     n_blocks: int = DEFAULT_BLOCKS,
 ) -> tuple[SweepResult, list[str]]:
     """One sweep of the ``sets`` that fit the candles, and the ``top`` slugs by ``objective``

@@ -20,7 +20,7 @@ from cryptota_core.backtest.service import CODE_VERSION, CandleInput, candles_fr
 from cryptota_core.errors import NoDataError
 from cryptota_core.market.intervals import interval_timedelta
 from cryptota_core.research.drift import DriftCheck, check_drift
-from cryptota_core.research.optimize import Broker, OptimizationResult, optimize
+from cryptota_core.research.optimize import BrokerSettings, OptimizationResult, optimize
 from cryptota_core.research.search import DEFAULT_MAX_SETS, SearchSpec
 from cryptota_core.research.signals import latest_orders
 from cryptota_core.research.walk_forward import WalkForwardResult, walk_forward
@@ -209,7 +209,7 @@ def signal_symbol(
             interval=config.interval,
             strategy=str(row["strategy"]),
             params=dict(row["best_params"]),
-            **Broker(**row["statistics"].get("broker", {})).kwargs(),
+            **BrokerSettings(**row["statistics"].get("broker", {})).kwargs(),
         )
         placed += research.save_paper_orders(found, lineage(recent, run_id))
         orders += found

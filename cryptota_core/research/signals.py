@@ -15,6 +15,7 @@ from typing import Any
 
 import pandas as pd
 
+from cryptota_core.backtest.broker import DEFAULT_BROKER
 from cryptota_core.backtest.fast import run_fast_backtest
 from cryptota_core.storage.research_store import PaperOrder
 from cryptota_core.strategies import get_strategy
@@ -28,10 +29,10 @@ def latest_orders(
     interval: str,
     strategy: str,
     params: Mapping[str, Any],
-    cash: float = 10_000.0,
-    commission: float = 0.001,
-    slippage: float = 0.0,
-    stake: float = 0.95,
+    cash: float = DEFAULT_BROKER.cash,
+    commission: float = DEFAULT_BROKER.commission,
+    slippage: float = DEFAULT_BROKER.slippage,
+    stake: float = DEFAULT_BROKER.stake,
 ) -> list[PaperOrder]:
     """The orders ``strategy`` with ``params`` placed after the last candle of ``candles``
     closed (empty when it placed none)."""

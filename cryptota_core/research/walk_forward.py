@@ -31,14 +31,14 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from cryptota_core.backtest.engine import _prepare_candles
 from cryptota_core.backtest.fast import run_fast_backtest
+from cryptota_core.backtest.inputs import prepare_candles
 from cryptota_core.backtest.result import iso_utc
 from cryptota_core.errors import InvalidInputError
 from cryptota_core.market.intervals import interval_timedelta
 from cryptota_core.metrics import compute_metrics
 from cryptota_core.numbers import finite_or_none
-from cryptota_core.research.optimize import Broker, objective_column, sweep_ranked
+from cryptota_core.research.optimize import BrokerSettings, objective_column, sweep_ranked
 from cryptota_core.research.search import SearchSpec, parameter_sets
 from cryptota_core.strategies import StrategyParams, get_strategy
 
@@ -178,17 +178,17 @@ def walk_forward(
     windows: int = 5,
     in_sample_ratio: float = 3.0,
     anchored: bool = False,
-    broker: Broker | None = None,
+    broker: BrokerSettings | None = None,
     progress: Callable[[str, int, int], None] | None = None,
     sets: Sequence[StrategyParams] | None = None,
 ) -> WalkForwardResult:
     """Run the walk-forward of the module docstring over ``candles`` (``sets``: the expanded
     parameter sets of ``spec``, when the caller has them)."""
-    broker = broker or Broker()
+    broker = broker or BrokerSettings()
     column = objective_column(objective)
     strategy = get_strategy(spec.strategy)
     sets = list(sets) if sets is not None else parameter_sets(spec)
-    frame = _prepare_candles(candles)
+    frame = prepare_candles(candles)
     index = pd.DatetimeIndex(frame.index)
     step = interval_timedelta(interval)
     cuts = splits(len(frame), windows=windows, in_sample_ratio=in_sample_ratio, anchored=anchored)

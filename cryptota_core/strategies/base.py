@@ -26,6 +26,7 @@ from typing import Any, ClassVar
 import backtrader as bt
 from pydantic import BaseModel, ConfigDict, ValidationError, ValidationInfo, field_validator
 
+from cryptota_core.backtest.broker import DEFAULT_BROKER
 from cryptota_core.errors import InvalidInputError
 
 __all__ = [
@@ -306,7 +307,7 @@ class BaseBtStrategy(bt.Strategy):
     :class:`StrategyParams`), ``warmup`` (bars) and ``stake`` (fraction of equity per entry).
     """
 
-    params = (("spec_params", None), ("warmup", 0), ("stake", 0.95))
+    params = (("spec_params", None), ("warmup", 0), ("stake", DEFAULT_BROKER.stake))
 
     def __init__(self) -> None:
         self.equity_values: list[float] = []

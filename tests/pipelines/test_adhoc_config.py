@@ -1,6 +1,6 @@
 """adhoc_backtest_job's broker settings go through the same model as the CLI's
-(:class:`cryptota_core.backtest.broker.Broker`): an out-of-range one fails the run with one line
-naming the field, before any candle is read, and nothing is stored."""
+(:class:`cryptota_core.backtest.broker.BrokerSettings`): an out-of-range one fails the run with one
+line naming the field, before any candle is read, and nothing is stored."""
 
 from __future__ import annotations
 

@@ -9,8 +9,9 @@ the result by run id (``cryptota results RUN_ID --json``, or the run's ``result`
 Bad input is refused with one line naming the field: the config's types and the interval (an
 enum of the supported intervals) when the run is launched, before anything runs; the strategy, its
 parameters (against the strategy's typed model), the symbol, the dates and the broker settings
-(cash, commission, slippage, stake: by :class:`~cryptota_core.backtest.broker.Broker`, the model
-the CLI and the engines validate them with) as the op's failure, before any candle is read.
+(cash, commission, slippage, stake: by :class:`~cryptota_core.backtest.broker.BrokerSettings`,
+the model the CLI and the engines validate them with, which also gives their defaults) as the
+op's failure, before any candle is read.
 """
 
 from collections.abc import Callable
@@ -28,7 +29,7 @@ from dagster import (
 )
 from pydantic import Field
 
-from cryptota_core.backtest.broker import Broker, BrokerSettingError
+from cryptota_core.backtest.broker import BrokerSettingError, BrokerSettings
 from cryptota_core.backtest.result import iso_utc
 from cryptota_core.backtest.runs import BacktestWindow, ParamSet, run_and_store
 from cryptota_core.errors import InvalidInputError
@@ -54,6 +55,14 @@ equal), as an enum of the run config, so a bad one is refused when the run is la
 T = TypeVar("T")
 
 
+def _broker_field(name: str) -> Any:
+    """A run-config field with :class:`BrokerSettings`'s default and description of ``name``,
+    so the job cannot drift from the defaults the CLI and the engines use. Its bounds are not
+    copied: :meth:`AdhocBacktestConfig.request` checks them, naming the field in one line."""
+    settings = BrokerSettings.model_fields[name]
+    return Field(default=settings.default, description=settings.description)
+
+
 class AdhocBacktestConfig(Config):
     """One backtest: which strategy with which parameters, on which candles, with which broker."""
 
@@ -69,11 +78,12 @@ class AdhocBacktestConfig(Config):
         description='Strategy parameters, e.g. {"period": 14, "oversold": 30, "overbought": 70}; '
         "unset ones take the strategy's defaults.",
     )
-    # Ranges are checked by cryptota_core's Broker (in request()), the model every path shares.
-    cash: float = Field(default=10_000.0, description="Starting capital, in (0, 1e15].")
-    commission: float = Field(default=0.001, description="Fraction of notional per fill, [0, 1).")
-    slippage: float = Field(default=0.0, description="Fraction the fill moves against you, [0, 1).")
-    stake: float = Field(default=0.95, description="Fraction of equity an entry buys, (0, 1].")
+    # Ranges are checked by cryptota_core's BrokerSettings (in request()), the model every path
+    # shares; defaults and descriptions are its own, so the Launchpad shows what the CLI runs.
+    cash: float = _broker_field("cash")
+    commission: float = _broker_field("commission")
+    slippage: float = _broker_field("slippage")
+    stake: float = _broker_field("stake")
     allow_partial: bool = Field(
         default=False,
         description="Backtest on the stored part of [start, end) when the store does not cover "
@@ -101,11 +111,11 @@ class AdhocBacktestConfig(Config):
             broker=self._broker(),
         )
 
-    def _broker(self) -> Broker:
+    def _broker(self) -> BrokerSettings:
         """The broker settings, validated by the one model every path shares; the error names
         the run-config field (``stake: 2.0 is invalid: ...``)."""
         try:
-            return Broker(
+            return BrokerSettings(
                 cash=self.cash,
                 commission=self.commission,
                 slippage=self.slippage,
@@ -125,7 +135,7 @@ class AdhocRequest:
     interval: str
     start: pd.Timestamp
     end: pd.Timestamp
-    broker: Broker
+    broker: BrokerSettings
 
     def param_set(self) -> ParamSet:
         return ParamSet(get_strategy(self.strategy).slug(self.params), self.strategy, self.params)

@@ -1,6 +1,6 @@
 """The core of issue 13's fixes, below the CLI: ``candles_from_csv`` validates a file the way
-ingestion validates what it stores, ``read_kline_rows`` bounds what it reads, ``Broker`` is the
-one check of the broker settings, and ``SearchSpec`` refuses a negative seed."""
+ingestion validates what it stores, ``read_kline_rows`` bounds what it reads, ``BrokerSettings``
+is the one check of the broker settings, and ``SearchSpec`` refuses a negative seed."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ import pandas as pd
 import pytest
 from pydantic import ValidationError
 
-from cryptota_core.backtest.broker import MAX_CASH, Broker, BrokerSettingError
+from cryptota_core.backtest.broker import MAX_CASH, BrokerSettingError, BrokerSettings
 from cryptota_core.backtest.engine import run_backtest
 from cryptota_core.backtest.fast import run_fast_backtest
 from cryptota_core.backtest.service import candles_from_csv
@@ -22,7 +22,7 @@ from cryptota_core.errors import DataError, InvalidInputError
 from cryptota_core.market.binance_csv import read_kline_csv, read_kline_rows, write_kline_csv
 from cryptota_core.market.frame import first_defect, validate_candles
 from cryptota_core.market.sources.synthetic import SyntheticSource
-from cryptota_core.research.optimize import Broker as ResearchBroker
+from cryptota_core.research.optimize import BrokerSettings as ResearchBroker
 from cryptota_core.research.search import SearchSpec, parameter_sets
 
 START = pd.Timestamp("2024-01-01", tz="UTC")
@@ -153,7 +153,7 @@ def test_validate_candles_records_where_each_defect_first_is(hourly: pd.DataFram
     assert clean.ok and clean.first_rows == {} and first_defect(hourly, clean) is None
 
 
-# ------------------------------------------------------------------------------- Broker
+# ----------------------------------------------------------------------- BrokerSettings
 @pytest.mark.parametrize(
     ("settings", "line"),
     [
@@ -171,21 +171,23 @@ def test_broker_refuses_out_of_range_settings_in_one_line(
     settings: dict[str, object], line: str
 ) -> None:
     with pytest.raises(BrokerSettingError) as error:
-        Broker(**settings)
+        BrokerSettings(**settings)
     assert isinstance(error.value, InvalidInputError)  # the CLI prints it as one line
     assert str(error.value).startswith(line) and "\n" not in str(error.value)
 
 
 def test_broker_bounds_are_inclusive_where_documented() -> None:
-    edge = Broker(cash=MAX_CASH, commission=0.0, slippage=0.0, stake=1.0)
+    edge = BrokerSettings(cash=MAX_CASH, commission=0.0, slippage=0.0, stake=1.0)
     assert edge.kwargs() == {"cash": 1e15, "commission": 0.0, "slippage": 0.0, "stake": 1.0}
-    assert Broker() == Broker(cash=10_000.0, commission=0.001, slippage=0.0, stake=0.95)
-    assert ResearchBroker is Broker  # research code shares the one model
+    assert BrokerSettings() == BrokerSettings(
+        cash=10_000.0, commission=0.001, slippage=0.0, stake=0.95
+    )
+    assert ResearchBroker is BrokerSettings  # research code shares the one model
 
 
 def test_broker_error_names_the_config_field() -> None:
     with pytest.raises(BrokerSettingError) as error:
-        Broker(stake=2)
+        BrokerSettings(stake=2)
     assert error.value.field == "stake"
     assert error.value.field_message == (
         "stake: 2 is invalid: use a fraction of equity in (0, 1], such as 0.95"

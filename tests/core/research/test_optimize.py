@@ -14,7 +14,7 @@ from cryptota_core.errors import InvalidInputError
 from cryptota_core.market.frame import candle_frame_from_arrays
 from cryptota_core.market.intervals import periods_per_year
 from cryptota_core.market.sources.synthetic import generate_candles
-from cryptota_core.research.optimize import Broker, blocks_for, optimize
+from cryptota_core.research.optimize import BrokerSettings, blocks_for, optimize
 from cryptota_core.research.plots import plot_heatmap
 from cryptota_core.research.search import SearchSpec, grid_size, parameter_sets
 from cryptota_core.research.statistics import deflated_sharpe_ratio, pbo_from_blocks
@@ -140,7 +140,7 @@ def test_random_walk_winner_is_not_significant_and_pbo_is_high() -> None:
         walk = random_walk(100_000, 100 + seed, sigma=0.001, step_ms=60_000)
         free, costly = (
             optimize(walk, spec, interval="1m", top=1, recheck=0, broker=broker, sets=sets)
-            for broker in (Broker(commission=0.0), Broker())
+            for broker in (BrokerSettings(commission=0.0), BrokerSettings())
         )
         assert free.combinations == costly.combinations == 1_000
         assert free.statistics["dsr_significant"] is False, seed
