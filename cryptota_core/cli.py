@@ -26,6 +26,7 @@ from rich.table import Table
 
 from cryptota_core.backtest.broker import DEFAULT_BROKER, BrokerSettings
 from cryptota_core.cache import open_cache
+from cryptota_core.display import format_metric, format_number
 from cryptota_core.errors import CryptotaError, InvalidInputError, NoDataError
 from cryptota_core.ingest import (
     IngestReport,
@@ -36,7 +37,6 @@ from cryptota_core.ingest import (
 from cryptota_core.logs import configure_logging
 from cryptota_core.market.frame import SeriesKey, normalise_symbol, parse_symbols
 from cryptota_core.market.intervals import parse_interval, parse_window
-from cryptota_core.numbers import finite_or_none
 from cryptota_core.research.search import DEFAULT_MAX_SETS, SearchSpec
 from cryptota_core.settings import Settings, load_settings
 from cryptota_core.storage.candle_store import CandleStore
@@ -418,9 +418,7 @@ def backtest_command(
     # Every metric, as backtesting.py prints its stats: the headline first, in bold.
     headline = result.headline()
     for name, value in {**headline, **result.metrics}.items():
-        number = finite_or_none(value)
-        shown = "-" if number is None else f"{number:,.4f}"
-        table.add_row(name, shown, style="bold" if name in headline else None)
+        table.add_row(name, format_metric(name, value), style="bold" if name in headline else None)
     out.print(table)
 
 
@@ -507,14 +505,17 @@ def optimize_command(
 
 
 def _print_optimization(result: OptimizationResult, origin: str) -> None:
+    from cryptota_core.research.optimize import MIN_BLOCK_RETURNS
+    from cryptota_core.research.statistics import DEFAULT_BLOCKS
+
     table = Table(
         title=f"{result.strategy}: best {len(result.top)} of {result.combinations:,} sets by "
         f"{result.objective} on {origin} ({result.sweep.bars:,} {result.interval} candles)"
     )
     columns = [result.objective, "total_return", "max_drawdown", "trade_count", "win_rate"]
     columns = list(dict.fromkeys(columns))
-    for name in ["rank", "slug", *columns, "backtrader"]:
-        table.add_column(name, justify="left" if name == "slug" else "right")
+    for name in ["rank", "slug", *columns, "re-check"]:
+        table.add_column(name, justify="left" if name == "slug" else "right", no_wrap=True)
     checks = {c.slug: c for c in result.rechecks}
     for row in result.top.to_dict(orient="records"):
         check = checks.get(str(row["slug"]))
@@ -522,27 +523,41 @@ def _print_optimization(result: OptimizationResult, origin: str) -> None:
         table.add_row(
             str(row["rank"]),
             str(row["slug"]),
-            *(_fmt(row[name]) for name in columns),
+            *(format_metric(name, row[name]) for name in columns),
             verdict,
         )
     out.print(table)
+    if result.sweep.engine == "backtrader":
+        out.print(
+            f"re-check: none ({result.strategy} has no sweep kernel, so the sweep itself ran "
+            "on backtrader)"
+        )
+    elif result.rechecks:
+        out.print(
+            f"re-check: the best {len(result.rechecks)} re-run on backtrader, compared with "
+            "the sweep kernel's figures"
+        )
     stats = result.statistics
     significant = "significant" if stats["dsr_significant"] else "not significant"
+    trials = f"{stats['n_trials']:,} trials"
+    if stats["n_trials"] != result.combinations:
+        trials += (
+            f": {result.combinations - stats['n_trials']:,} of the {result.combinations:,} sets "
+            "have no Sharpe ratio (no trade, or flat equity) and are not trials"
+        )
     out.print(
-        f"winner {result.best_slug}: {result.objective} {_fmt(result.best_score)}, "
-        f"PSR {_fmt(stats['psr'])}, deflated Sharpe ratio {_fmt(stats['dsr'])} "
-        f"({significant} at 95% after {stats['n_trials']} trials)"
+        f"winner {result.best_slug}: {result.objective} {format_number(result.best_score)}, "
+        f"PSR {format_number(stats['psr'])}, deflated Sharpe ratio {format_number(stats['dsr'])} "
+        f"({significant} at 95% after {trials})"
     )
     if stats["pbo"] is not None:
+        blocks = f"{stats['pbo_blocks']} blocks"
+        if stats["pbo_blocks"] < DEFAULT_BLOCKS:
+            blocks += f", fewer than {DEFAULT_BLOCKS}: each block needs {MIN_BLOCK_RETURNS} returns"
         out.print(
-            f"probability of backtest overfitting {_fmt(stats['pbo'])} "
-            f"(CSCV, {stats['pbo_blocks']} blocks, {stats['pbo_combinations']:,} combinations)"
+            f"probability of backtest overfitting {format_metric('pbo', stats['pbo'])} "
+            f"(CSCV, {blocks}, {stats['pbo_combinations']:,} combinations)"
         )
-
-
-def _fmt(value: object) -> str:
-    number = finite_or_none(value) if isinstance(value, int | float) else None
-    return "-" if number is None else f"{number:,.4f}"
 
 
 @cli.command("walk-forward")
@@ -630,18 +645,21 @@ def walk_forward_command(
             str(w.window_no),
             f"{w.out_sample_start:%Y-%m-%d} .. {w.out_sample_end:%Y-%m-%d}",
             w.best_slug,
-            _fmt(w.in_sample_score),
-            _fmt(w.out_sample_score),
-            _fmt(w.out_sample_return),
+            format_number(w.in_sample_score),
+            format_number(w.out_sample_score),
+            format_metric("total_return", w.out_sample_return),
         )
     out.print(table)
     stats = result.statistics
     out.print(
-        f"stitched out-of-sample: total return {_fmt(stats['oos_total_return'])}, Sharpe "
-        f"{_fmt(stats['oos_sharpe_ratio'])}, max drawdown {_fmt(stats['oos_max_drawdown'])}; "
-        f"walk-forward efficiency {_fmt(stats['walk_forward_efficiency'])}; "
-        f"{_fmt(stats['profitable_windows'])} of windows profitable; most chosen "
-        f"{stats['modal_slug']} ({_fmt(stats['modal_slug_share'])} of windows)"
+        "stitched out-of-sample: total return "
+        f"{format_metric('total_return', stats['oos_total_return'])}, "
+        f"Sharpe {format_number(stats['oos_sharpe_ratio'])}, max drawdown "
+        f"{format_metric('max_drawdown', stats['oos_max_drawdown'])}; walk-forward efficiency "
+        f"{format_number(stats['walk_forward_efficiency'])}; "
+        f"{format_metric('win_rate', stats['profitable_windows'])} of windows profitable; most "
+        f"chosen {stats['modal_slug']} ({format_metric('win_rate', stats['modal_slug_share'])} "
+        "of windows)"
     )
 
 
@@ -715,7 +733,7 @@ def results_command(run_id: str, as_json: bool) -> None:
         table.add_column("metric")
         table.add_column("value", justify="right")
         for name, value in {**result.headline(), "equity_final": result.equity_final}.items():
-            table.add_row(name, _fmt(value))
+            table.add_row(name, format_metric(name, value))
         out.print(table)
 
 

@@ -13,6 +13,8 @@ from __future__ import annotations
 import math
 from typing import SupportsFloat
 
+import pandas as pd
+
 from cryptota_core.numbers import finite_or_none
 
 PERCENT_METRICS = frozenset(
@@ -33,8 +35,10 @@ PERCENT_METRICS = frozenset(
         "win_rate",
         "kelly_criterion",
         "oos_total_return",
-        "return",
-        "buy_and_hold",
+        "oos_max_drawdown",
+        "out_sample_return",
+        "profitable_windows",
+        "modal_slug_share",
     }
 )
 """Fractions people read as percentages (besides every ``*_pct``, which DESIGN §6 defines as a
@@ -52,8 +56,9 @@ COUNT_METRICS = frozenset(
         "trades",
         "sets",
         "trials",
-        "profitable_windows",
+        "n_trials",
         "windows",
+        "window_no",
         "runs",
         "cached_runs",
     }
@@ -128,3 +133,27 @@ def metadata_key(name: str) -> str:
     """The metadata key of metric ``name``: percentages say so (``total_return`` →
     ``total_return_%``), so a number in the UI never reads as a fraction."""
     return f"{name} %" if is_percent(name) else name
+
+
+def readable_frame(frame: pd.DataFrame) -> pd.DataFrame:
+    """A table of metrics as people read it (the UI's tables): percentage columns in percent
+    and named so (``total_return %``), counts as nullable integers, other floats to four
+    significant digits. Only for tables of figures: prices keep every digit elsewhere."""
+    out = pd.DataFrame(index=frame.index)
+    for name, column in frame.items():
+        label = str(name)
+        if not pd.api.types.is_numeric_dtype(column) or pd.api.types.is_bool_dtype(column):
+            out[label] = column
+        elif is_count(label):
+            out[label] = column.round().astype("Int64")
+        elif is_percent(label):
+            out[f"{label} %"] = column.astype("float64").mul(100).map(_significant_or_nan)
+        elif pd.api.types.is_float_dtype(column):
+            out[label] = column.map(_significant_or_nan)
+        else:
+            out[label] = column
+    return out
+
+
+def _significant_or_nan(value: float) -> float:
+    return significant(value) if pd.notna(value) else math.nan

@@ -14,7 +14,7 @@ from rich.table import Table
 from cryptota_core.backtest.result import HEADLINE_METRICS
 from cryptota_core.cli import cli, console, out
 from cryptota_core.cli import main as core_main
-from cryptota_core.numbers import finite_or_none
+from cryptota_core.display import format_metric, format_number
 from cryptota_core.settings import load_settings
 
 
@@ -67,7 +67,7 @@ def demo_command(days: int) -> None:
             str(row.strategy),
             str(row.rank),
             str(row.slug),
-            *(_fmt(getattr(row, name)) for name in HEADLINE_METRICS),
+            *(format_metric(name, getattr(row, name)) for name in HEADLINE_METRICS),
         )
     out.print(table)
     out.print(optimization_table(result.optimizations, result.source))
@@ -163,17 +163,11 @@ def optimization_table(optimizations: Any, source: str) -> Table:
             f"{row['combinations']:,}",
             str(row["best_slug"]),
             str(row["objective"]),
-            _fmt(row["best_score"]),
-            _fmt(stats.get("dsr")) + significant,
-            _fmt(stats.get("pbo")),
+            format_number(row["best_score"]),
+            format_number(stats.get("dsr")) + significant,
+            format_number(stats.get("pbo")),
         )
     return table
-
-
-def _fmt(value: Any) -> str:
-    if finite_or_none(value) is None:
-        return "-"
-    return f"{value:,.4f}" if isinstance(value, float) else str(value)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

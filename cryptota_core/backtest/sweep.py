@@ -151,6 +151,9 @@ class SweepResult:
     block_count: npt.NDArray[np.int64]
     candle_start: pd.Timestamp
     candle_end: pd.Timestamp
+    engine: str = "fast"
+    """What computed the figures: ``fast`` (the numba sweep kernels) or ``backtrader`` (a
+    strategy without a kernel). A re-check on the engine that swept proves nothing."""
 
     def rank(self, objective: str = "sharpe_ratio", top: int = 10) -> list[str]:
         """Slugs of the ``top`` best sets by ``objective`` (one of :data:`OBJECTIVES`), best
@@ -262,6 +265,7 @@ def run_sweep(
         block_count=np.tile(counts, (len(models), 1)),
         candle_start=index[0],
         candle_end=index[-1] + interval_timedelta(interval),
+        engine="fast" if supports(spec) else "backtrader",
     )
 
 

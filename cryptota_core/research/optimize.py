@@ -133,6 +133,7 @@ class OptimizationResult:
                 "metrics": self.best.headline(),
             },
             "top": top_records(self.top),
+            "sweep_engine": self.sweep.engine,
             "rechecks": [
                 {"slug": r.slug, "reproduced": r.reproduced, "differences": r.differences}
                 for r in self.rechecks
@@ -214,7 +215,10 @@ def optimize(
 
     checks: list[Recheck] = []
     best: BacktestResult | None = None
-    todo = min(recheck, len(ranked))
+    # Re-running a set on the engine that swept it proves nothing: a strategy without a sweep
+    # kernel was swept on backtrader, so its winner is only run in full, not "re-checked".
+    independent = sweep.engine != "backtrader"
+    todo = min(recheck, len(ranked)) if independent else 0
     for k, slug in enumerate(ranked[:todo]):
         report("backtrader re-check", k, todo)
         run = run_backtest(candles, strategy, by_slug[slug], interval=interval, **broker.kwargs())
@@ -222,9 +226,8 @@ def optimize(
         best = best or run
     report("backtrader re-check", todo, todo)
     if best is None:
-        best = run_fast_backtest(
-            candles, strategy, by_slug[ranked[0]], interval=interval, **broker.kwargs()
-        )
+        full_run = run_fast_backtest if independent else run_backtest
+        best = full_run(candles, strategy, by_slug[ranked[0]], interval=interval, **broker.kwargs())
     if checks and not checks[0].reproduced:
         log.warning("backtrader did not reproduce the sweep's winner %s: %s", ranked[0], checks[0])
     statistics = overfitting_statistics(sweep, best)
@@ -301,10 +304,14 @@ def objective_column(objective: str) -> str:
     return column
 
 
+MIN_BLOCK_RETURNS = 50
+"""Fewest returns a CSCV block may hold: fewer give no usable Sharpe ratio per block."""
+
+
 def blocks_for(bars: int, wanted: int = DEFAULT_BLOCKS) -> int:
-    """CSCV blocks for ``bars`` candles: ``wanted`` (16) when every block gets at least 50
-    returns, else the largest even number that does, at least 2."""
-    fitting = max(2, (bars - 1) // 50)
+    """CSCV blocks for ``bars`` candles: ``wanted`` (16) when every block gets at least
+    :data:`MIN_BLOCK_RETURNS` returns, else the largest even number that does, at least 2."""
+    fitting = max(2, (bars - 1) // MIN_BLOCK_RETURNS)
     blocks = min(wanted, fitting)
     return max(2, blocks - blocks % 2)
 

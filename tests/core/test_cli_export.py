@@ -65,5 +65,7 @@ def test_export_to_a_path_it_cannot_write_is_one_line(
     capsys.readouterr()
     assert main(["export", *WINDOW, "--csv", "/nonexistent-dir/out.csv"]) == 1
     err = capsys.readouterr().err.splitlines()
-    assert err[-1] == "error: cannot write --csv /nonexistent-dir/out.csv: No such file or directory"
+    assert err[-1] == (
+        "error: cannot write --csv /nonexistent-dir/out.csv: No such file or directory"
+    )
     assert "Traceback" not in "\n".join(err)

@@ -43,6 +43,7 @@ from cryptota_core.backtest.runs import (
     StoredRun,
     run_many,
 )
+from cryptota_core.display import metadata_key, metadata_number, readable_frame
 from cryptota_core.numbers import finite_or_none
 from cryptota_core.storage.results_store import best_per_symbol
 from cryptota_pipelines.failures import (
@@ -157,8 +158,10 @@ def run_metadata(run: StoredRun) -> dict[str, Any]:
         "bars": result.bars,
         "cached": run.cached,
         "candle_fingerprint": run.candles.fingerprint,
-        **result.headline(),
-        "equity_final": finite_or_none(result.equity_final),
+        **{
+            metadata_key(name): metadata_number(name, value)
+            for name, value in {**result.headline(), "equity_final": result.equity_final}.items()
+        },
     }
 
 
@@ -186,12 +189,14 @@ def run_summary(
         "runs": len(runs),
         "cached_runs": sum(run.cached for run in runs.values()),
         "best_run": str(keys[best]),
-        "best_sharpe_ratio": finite_or_none(runs[best].result.metrics.get(LEADERBOARD_METRIC)),
+        "best_sharpe_ratio": metadata_number(
+            LEADERBOARD_METRIC, runs[best].result.metrics.get(LEADERBOARD_METRIC)
+        ),
         "window": f"{window.start.isoformat()} .. {window.end.isoformat()}",
         "interval": window.interval,
         "fingerprints": ", ".join(f"{symbol}:{fp}" for symbol, fp in fingerprints.items()),
         "exchange": ", ".join(exchanges),
-        "headline_metrics": frame_table(headline_frame(keys, runs)),
+        "headline_metrics": frame_table(readable_frame(headline_frame(keys, runs))),
     }
     if len(runs) > SUMMARY_ROWS:
         metadata["headline_shown"] = f"best {SUMMARY_ROWS} of {len(runs)} runs by Sharpe ratio"
@@ -256,7 +261,7 @@ def leaderboard_metadata(board: pd.DataFrame) -> dict[str, Any]:
         "rows": len(board),
         "metric": LEADERBOARD_METRIC,
         "top_param_set": best_per_symbol(board),
-        "leaderboard": frame_table(board[_LEADERBOARD_SHOWN]),
+        "leaderboard": frame_table(readable_frame(board[_LEADERBOARD_SHOWN])),
     }
     if board.empty:
         metadata["hint"] = "No backtest runs stored yet: materialise backtest_runs first."

@@ -23,6 +23,7 @@ from dagster import (
     asset,
 )
 
+from cryptota_core.display import metadata_key, metadata_number, readable_frame
 from cryptota_core.numbers import finite_or_none
 from cryptota_core.research.plots import plot_heatmap, plot_walk_forward
 from cryptota_core.research.runs import (
@@ -73,7 +74,7 @@ _TOP_SHOWN = [
     "max_drawdown",
     "trade_count",
     "win_rate",
-    "backtrader",
+    "re-check",
 ]
 
 
@@ -145,14 +146,14 @@ def optimization_metadata(stored: list[StoredOptimization]) -> dict[str, Any]:
                     "max_drawdown": finite_or_none(record["max_drawdown"]),
                     "trade_count": finite_or_none(record["trade_count"]),
                     "win_rate": finite_or_none(record["win_rate"]),
-                    "backtrader": checks.get(str(record["slug"]), "-"),
+                    "re-check": checks.get(str(record["slug"]), "-"),
                 }
             )
         stats = result.statistics
         summary[f"{result.strategy}/best"] = result.best_slug
-        summary[f"{result.strategy}/score"] = result.best_score
-        summary[f"{result.strategy}/dsr"] = stats["dsr"]
-        summary[f"{result.strategy}/pbo"] = stats["pbo"]
+        summary[f"{result.strategy}/score"] = metadata_number("score", result.best_score)
+        summary[f"{result.strategy}/dsr"] = metadata_number("dsr", stats["dsr"])
+        summary[f"{result.strategy}/pbo"] = metadata_number("pbo", stats["pbo"])
         summary[f"{result.strategy}/run_key"] = item.run_key
     best = max(
         stored,
@@ -164,7 +165,7 @@ def optimization_metadata(stored: list[StoredOptimization]) -> dict[str, Any]:
         "window": f"{best.result.sweep.candle_start} .. {best.result.sweep.candle_end}",
         "candle_fingerprint": best.candles.fingerprint,
         "combinations": sum(s.result.combinations for s in stored),
-        "top_sets": frame_table(pd.DataFrame(rows, columns=_TOP_SHOWN)),
+        "top_sets": frame_table(readable_frame(pd.DataFrame(rows, columns=_TOP_SHOWN))),
         "dagster/row_count": len(rows),
     }
     if len(best.result.spec.grid) >= 2:
@@ -209,9 +210,8 @@ def walk_forward_metadata(stored: list[StoredWalkForward]) -> dict[str, Any]:
         frame.insert(0, "strategy", result.strategy)
         frames.append(frame)
         stats = result.statistics
-        summary[f"{result.strategy}/oos_total_return"] = stats["oos_total_return"]
-        summary[f"{result.strategy}/walk_forward_efficiency"] = stats["walk_forward_efficiency"]
-        summary[f"{result.strategy}/profitable_windows"] = stats["profitable_windows"]
+        for name in ("oos_total_return", "walk_forward_efficiency", "profitable_windows"):
+            summary[metadata_key(f"{result.strategy}/{name}")] = metadata_number(name, stats[name])
         summary[f"{result.strategy}/modal_slug"] = stats["modal_slug"]
         summary[f"{result.strategy}/run_key"] = item.run_key
     best = max(stored, key=lambda s: s.result.statistics["oos_total_return"] or float("-inf"))
@@ -220,7 +220,7 @@ def walk_forward_metadata(stored: list[StoredWalkForward]) -> dict[str, Any]:
     windows = pd.concat(frames, ignore_index=True)
     return {
         **summary,
-        "windows": frame_table(windows),
+        "windows": frame_table(readable_frame(windows)),
         "dagster/row_count": len(windows),
         "out_of_sample_equity": png_markdown(
             png, f"out-of-sample equity of {best.result.strategy}"

@@ -110,12 +110,15 @@ def test_example_is_forgotten_after_the_test() -> None:
 
 def test_example_optimises_like_a_built_in(sma_cross: ModuleType) -> None:
     """The guide's `cryptota optimize --strategy sma_cross`: a user strategy has no sweep
-    kernel, so its sets run on backtrader, and the winner is re-checked the same way."""
+    kernel, so its sets run on backtrader; re-running them on the engine that swept them would
+    prove nothing, so none is "re-checked" and the winner's full run is backtrader's."""
     from cryptota_core.research.optimize import optimize
     from cryptota_core.research.search import SearchSpec
 
     spec = SearchSpec(strategy="sma_cross", grid={"fast": [5, 10, 20], "slow": [30, 60]})
     result = optimize(make_candles(600), spec, interval="1h", top=2, recheck=1)
     assert result.combinations == 6
-    assert result.rechecks[0].reproduced
+    assert result.sweep.engine == "backtrader" and result.rechecks == []
+    assert result.best.engine == "backtrader"
+    assert result.to_dict()["sweep_engine"] == "backtrader"
     assert result.best_slug.startswith("sma_cross-")
