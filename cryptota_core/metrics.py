@@ -111,7 +111,7 @@ benchmark, trades). Stable: the results store and the UI key on these names."""
 # --------------------------------------------------------------------------------------------
 
 
-@numba.njit(error_model="numpy")
+@numba.njit(cache=True, error_model="numpy")
 def drawdown_episodes_nb(equity: FloatArray) -> tuple[npt.NDArray[np.int64], FloatArray]:
     """Duration (bars from the peak to the bar that regains it, or to the last bar if never
     regained) and depth (the lowest ``equity / peak - 1``, negative) of every drawdown episode.
@@ -153,7 +153,7 @@ def drawdown_episodes_nb(equity: FloatArray) -> tuple[npt.NDArray[np.int64], Flo
     return durations[:k].copy(), depths[:k].copy()
 
 
-@numba.njit(error_model="numpy")
+@numba.njit(cache=True, error_model="numpy")
 def longest_run_nb(mask: npt.NDArray[np.bool_]) -> int:
     """Length of the longest run of consecutive True values (0 for an empty or all-False mask)."""
     best = 0

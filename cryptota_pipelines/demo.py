@@ -12,10 +12,10 @@ from __future__ import annotations
 import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from datetime import date, timedelta
+from datetime import timedelta
 
 import pandas as pd
-from dagster import AssetKey, DagsterInstance, Definitions
+from dagster import DagsterInstance, Definitions
 
 from cryptota_core.backtest.runs import expand_param_grids, register_param_sets
 from cryptota_core.errors import InvalidInputError
@@ -185,9 +185,3 @@ def _run(
     )
     if not result.success:
         raise RuntimeError(f"demo run {result.run_id} ({job}) failed; open `make ui` to see why")
-
-
-def latest_day(instance: DagsterInstance) -> date | None:
-    """The newest day of candles_1m materialised in ``instance`` (for tests and messages)."""
-    keys = instance.get_materialized_partitions(AssetKey("candles_1m"))
-    return max((date.fromisoformat(str(k).split("|")[0]) for k in keys), default=None)

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from datetime import date, datetime, timedelta
+from datetime import date, datetime
 
 import pandas as pd
 from dagster import (
@@ -148,11 +148,6 @@ def range_tags(first_day: date, last_day: date, symbols: Sequence[str]) -> dict[
 def utc_day(moment: datetime) -> date:
     """The UTC calendar day of an aware ``moment``."""
     return pd.Timestamp(moment).tz_convert("UTC").date()
-
-
-def previous_days(today: date, count: int) -> list[date]:
-    """The ``count`` UTC days before ``today``, oldest first."""
-    return [today - timedelta(days=n) for n in range(count, 0, -1)]
 
 
 BACKTEST_PARTITIONS = MultiPartitionsDefinition(

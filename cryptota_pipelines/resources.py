@@ -302,9 +302,8 @@ def resources_from_settings(settings: Settings) -> dict[str, Any]:
             archive_url=settings.archive_url,
             symbols=list(settings.symbols),
         ),
-        # results_retention_days and reoptimize_after_days are not Settings fields yet (asked of
-        # the core as CRYPTOTA_RESULTS_RETENTION_DAYS / CRYPTOTA_REOPTIMIZE_AFTER_DAYS); until
-        # they are, retention stays off and re-optimisation waits for one new day.
+        # Both are Settings fields: CRYPTOTA_RESULTS_RETENTION_DAYS (unset keeps every result)
+        # here and CRYPTOTA_REOPTIMIZE_AFTER_DAYS (default 1) in backtest_config below.
         "results_store": ResultsStoreResource(
             database_url=database_url,
             retention_days=settings.results_retention_days,

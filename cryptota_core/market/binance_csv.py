@@ -64,7 +64,6 @@ TimeUnit = Literal["ms", "us", "auto"]
 PathOrBuffer = str | os.PathLike[str] | IO[bytes] | IO[str]
 
 _INTEGER_COLUMNS = frozenset({"open_time", "close_time", "trades"})
-_FLOAT_COLUMNS = tuple(c for c in KLINE_COLUMNS if c not in _INTEGER_COLUMNS and c != "ignore")
 _COLUMN_TYPES = {c: pa.int64() if c in _INTEGER_COLUMNS else pa.float64() for c in KLINE_COLUMNS}
 del _COLUMN_TYPES["ignore"]
 

@@ -407,8 +407,3 @@ def optimization_key(
     ]
     canonical = json.dumps(identity, sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(canonical.encode()).hexdigest()[:32]
-
-
-def winner_params(result: OptimizationResult) -> StrategyParams:
-    """The winner's typed parameters."""
-    return get_strategy(result.strategy).parse_params(result.best_params)

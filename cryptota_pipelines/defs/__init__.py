@@ -1,4 +1,12 @@
-"""Dagster definitions by domain (ingestion, rollups, backtests, automation), each a package of
-``assets.py``, ``checks.py``, ``schedules.py`` and ``sensors.py``. ``load_from_defs_folder``
-(``cryptota_pipelines.definitions``) collects every definition in these modules: nothing here
-lists them again."""
+"""Dagster definitions by domain, one package each:
+
+- ``ingestion``: candles from the source into the store (assets, checks, sensors);
+- ``rollups``: higher intervals of the ingested candles (assets);
+- ``backtests``: every parameter set on every symbol, checks, leaderboard, schedules, sensors;
+- ``research``: optimisation, walk-forward and signals (assets) and their automation;
+- ``automation``: maintenance jobs and their schedules;
+- ``adhoc``: ``adhoc_backtest_job``, one backtest described by its run config (jobs);
+- ``distributed``: ``distributed_backtest_job``, backtests spread over Celery workers (jobs).
+
+``load_from_defs_folder`` (``cryptota_pipelines.definitions``) collects every definition in these
+modules: nothing here lists them again."""

@@ -25,9 +25,15 @@ class HoledSource:
         self.hole = hole
 
     def fetch(
-        self, symbol: str, interval: str, start: pd.Timestamp, end: pd.Timestamp
+        self,
+        symbol: str,
+        interval: str,
+        start: pd.Timestamp,
+        end: pd.Timestamp,
+        *,
+        now: pd.Timestamp | None = None,
     ) -> pd.DataFrame:
-        frame = self.inner.fetch(symbol, interval, start, end)
+        frame = self.inner.fetch(symbol, interval, start, end, now=now)
         return frame[(frame.index < self.hole[0]) | (frame.index >= self.hole[1])]
 
 
@@ -35,9 +41,15 @@ class CorruptingSource(HoledSource):
     """Returns one candle whose high is below its low in the second month."""
 
     def fetch(
-        self, symbol: str, interval: str, start: pd.Timestamp, end: pd.Timestamp
+        self,
+        symbol: str,
+        interval: str,
+        start: pd.Timestamp,
+        end: pd.Timestamp,
+        *,
+        now: pd.Timestamp | None = None,
     ) -> pd.DataFrame:
-        frame = self.inner.fetch(symbol, interval, start, end).copy()
+        frame = self.inner.fetch(symbol, interval, start, end, now=now).copy()
         if start >= FEB:
             frame.iloc[5, frame.columns.get_loc("high")] = frame["low"].iloc[5] / 2
         return frame
@@ -114,9 +126,15 @@ class _Unfiltered:
         self.inner = inner
 
     def fetch(
-        self, symbol: str, interval: str, start: pd.Timestamp, end: pd.Timestamp
+        self,
+        symbol: str,
+        interval: str,
+        start: pd.Timestamp,
+        end: pd.Timestamp,
+        *,
+        now: pd.Timestamp | None = None,
     ) -> pd.DataFrame:
-        return self.inner.fetch(symbol, interval, start, end)
+        return self.inner.fetch(symbol, interval, start, end, now=now)
 
 
 def test_auto_source_uses_binance_when_it_answers(

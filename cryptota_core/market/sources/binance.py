@@ -552,9 +552,16 @@ class BinanceSource:
         return self.rest.server_time()
 
     def fetch(
-        self, symbol: str, interval: str, start: pd.Timestamp, end: pd.Timestamp
+        self,
+        symbol: str,
+        interval: str,
+        start: pd.Timestamp,
+        end: pd.Timestamp,
+        *,
+        now: pd.Timestamp | None = None,
     ) -> pd.DataFrame:
-        """The closed candles of ``symbol``/``interval`` opening in ``[start, end)``."""
+        """The closed candles of ``symbol``/``interval`` opening in ``[start, end)``. ``now`` is
+        ignored: which candles have closed is decided by Binance's server time."""
         return self._fetch(symbol, interval, start, end, None)
 
     async def fetch_many(

@@ -53,8 +53,6 @@ CANDLES_OF_THE_SYMBOL = MultiToSingleDimensionPartitionMapping(
 )
 """A symbol's research reads that symbol's candles, every day of its window."""
 
-STORED_DATA_RETRY = STORED_DATA_RETRY
-
 PER_SYMBOL: dict[str, Any] = {
     "deps": [AssetDep(CANDLES_1M, partition_mapping=CANDLES_OF_THE_SYMBOL)],
     "partitions_def": symbol_partitions,
