@@ -15,6 +15,7 @@ from dagster import (
     AssetKey,
     DagsterInstance,
     Definitions,
+    ExecuteInProcessResult,
     SensorResult,
     build_schedule_context,
     build_sensor_context,
@@ -128,20 +129,25 @@ def test_research_assets_store_their_results_with_the_run_id(
     assert "out_of_sample_equity" in event.materialization.metadata
 
 
-def test_missing_candles_fail_at_once_without_retries(
-    research_settings: Settings, instance_with_symbols: DagsterInstance
-) -> None:
+def _optimise_btcusdt(settings: Settings, instance: DagsterInstance) -> ExecuteInProcessResult:
+    """parameter_optimization of BTCUSDT, in process, failures returned rather than raised."""
     from cryptota_pipelines.definitions import build_defs
 
-    defs = build_defs(research_settings)
-    result = materialize(
+    defs = build_defs(settings)
+    return materialize(
         list(defs.assets or []),  # type: ignore[arg-type]
-        instance=instance_with_symbols,
+        instance=instance,
         resources=defs.resources,
         selection=[AssetKey("parameter_optimization")],
         partition_key="BTCUSDT",
         raise_on_error=False,
     )
+
+
+def test_missing_candles_fail_at_once_without_retries(
+    research_settings: Settings, instance_with_symbols: DagsterInstance
+) -> None:
+    result = _optimise_btcusdt(research_settings, instance_with_symbols)
     assert not result.success
     failure = result.get_step_failure_events()[0]
     assert "no candles for BTCUSDT" in str(failure.step_failure_data.error)
@@ -152,22 +158,12 @@ def test_an_optimisation_window_covered_only_in_part_fails_naming_the_covered_ra
     research_settings: Settings, instance_with_symbols: DagsterInstance
 ) -> None:
     """Four of the ten optimisation days ingested: refused, not optimised on four days."""
-    from cryptota_pipelines.definitions import build_defs
-
     store = CandleStore.from_url(research_settings.resolved_database_url)
     try:
         _ingest(store, days=4)
     finally:
         store.engine.dispose()
-    defs = build_defs(research_settings)
-    result = materialize(
-        list(defs.assets or []),  # type: ignore[arg-type]
-        instance=instance_with_symbols,
-        resources=defs.resources,
-        selection=[AssetKey("parameter_optimization")],
-        partition_key="BTCUSDT",
-        raise_on_error=False,
-    )
+    result = _optimise_btcusdt(research_settings, instance_with_symbols)
     assert not result.success
     failure = result.get_step_failure_events()[0]
     error = str(failure.step_failure_data.error)
