@@ -39,13 +39,13 @@ import pandas as pd
 from cryptota_core.backtest.broker import DEFAULT_BROKER
 from cryptota_core.backtest.inputs import (
     PRICE_COLUMNS,
+    check_length,
     check_settings,
     prepare_candles,
     resolve_strategy,
 )
 from cryptota_core.backtest.result import ORDER_COLUMNS, BacktestResult, empty_orders
 from cryptota_core.backtest.trades import TRADE_COLUMNS, empty_trades
-from cryptota_core.errors import InvalidInputError
 from cryptota_core.market.intervals import interval_timedelta, parse_interval
 from cryptota_core.strategies import Strategy, StrategyParams
 from cryptota_core.strategies.base import BaseBtStrategy, Fill, OrderRecord
@@ -82,7 +82,7 @@ def run_backtest(
     model = spec.parse_params(params)
     check_settings(cash=cash, commission=commission, slippage=slippage, stake=stake)
     frame = prepare_candles(candles)
-    _check_length(spec, model, frame)
+    check_length(spec, model, frame)
 
     strat = _run_cerebro(
         frame,
@@ -113,28 +113,6 @@ def run_backtest(
         orders=orders_frame(strat.orders_log.values(), index),
         broker=(cash, commission, slippage, stake),
     )
-
-
-def _check_length(spec: Strategy, model: StrategyParams, frame: pd.DataFrame) -> int:
-    """The warm-up of ``model``, after checking ``frame`` against it. A series that ends before
-    the first bar that may signal is refused with one line by both engines (backtrader itself
-    fails on a series no longer than an indicator's period); one that leaves no fill bar after
-    the first signal bar is legitimate (a truncated window) but cannot trade, which is logged."""
-    warmup = spec.warmup(model)
-    if len(frame) <= warmup:
-        raise InvalidInputError(
-            f"{len(frame)} candles are too few for {spec.slug(model)}: its indicators are "
-            f"defined from candle {warmup + 1} on, and trading needs {warmup + 2}; load a "
-            "longer window"
-        )
-    if len(frame) < warmup + 2:
-        log.warning(
-            "%s: %d candles cannot trade (warm-up %d, then a signal bar and a fill bar)",
-            spec.slug(model),
-            len(frame),
-            warmup,
-        )
-    return warmup
 
 
 def measured_result(

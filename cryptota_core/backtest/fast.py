@@ -26,12 +26,16 @@ import pandas as pd
 
 from cryptota_core.backtest.broker import DEFAULT_BROKER
 from cryptota_core.backtest.engine import (
-    _check_length,
     measured_result,
     orders_frame,
     trades_from_fills,
 )
-from cryptota_core.backtest.inputs import check_settings, prepare_candles, resolve_strategy
+from cryptota_core.backtest.inputs import (
+    check_length,
+    check_settings,
+    prepare_candles,
+    resolve_strategy,
+)
 from cryptota_core.backtest.kernels.broker import (
     STATUS_FILLED,
     STATUS_NAMES,
@@ -124,7 +128,7 @@ def run_fast_backtest(
     model = spec.parse_params(params)
     check_settings(cash=cash, commission=commission, slippage=slippage, stake=stake)
     frame = prepare_candles(candles)
-    warmup = _check_length(spec, model, frame)
+    warmup = check_length(spec, model, frame)
     open_, high, low, closes = (
         np.ascontiguousarray(frame[c].to_numpy(dtype="float64"))
         for c in ("open", "high", "low", "close")

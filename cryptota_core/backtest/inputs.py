@@ -15,9 +15,15 @@ import pandas as pd
 
 from cryptota_core.backtest.broker import BrokerSettings
 from cryptota_core.errors import InvalidInputError
-from cryptota_core.strategies import Strategy, get_strategy
+from cryptota_core.strategies import Strategy, StrategyParams, get_strategy
 
-__all__ = ["PRICE_COLUMNS", "check_settings", "prepare_candles", "resolve_strategy"]
+__all__ = [
+    "PRICE_COLUMNS",
+    "check_length",
+    "check_settings",
+    "prepare_candles",
+    "resolve_strategy",
+]
 
 log = logging.getLogger(__name__)
 
@@ -77,3 +83,25 @@ def prepare_candles(candles: pd.DataFrame) -> pd.DataFrame:
     if not (np.isfinite(prices).all() and (prices > 0).all()):
         raise InvalidInputError("candles hold missing, infinite or non-positive prices; fix them")
     return out
+
+
+def check_length(spec: Strategy, model: StrategyParams, frame: pd.DataFrame) -> int:
+    """The warm-up of ``model``, after checking ``frame`` against it. A series that ends before
+    the first bar that may signal is refused with one line by both engines (backtrader itself
+    fails on a series no longer than an indicator's period); one that leaves no fill bar after
+    the first signal bar is legitimate (a truncated window) but cannot trade, which is logged."""
+    warmup = spec.warmup(model)
+    if len(frame) <= warmup:
+        raise InvalidInputError(
+            f"{len(frame)} candles are too few for {spec.slug(model)}: its indicators are "
+            f"defined from candle {warmup + 1} on, and trading needs {warmup + 2}; load a "
+            "longer window"
+        )
+    if len(frame) < warmup + 2:
+        log.warning(
+            "%s: %d candles cannot trade (warm-up %d, then a signal bar and a fill bar)",
+            spec.slug(model),
+            len(frame),
+            warmup,
+        )
+    return warmup
