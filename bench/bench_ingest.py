@@ -17,7 +17,7 @@ from binance.client import Client
 from sqlalchemy import text
 
 from bench.common import Row, timed
-from cryptota_core.ingest import ingest
+from cryptota_core.app.ingest import ingest
 from cryptota_core.market.sources.binance import BinanceSource
 from cryptota_core.storage.candle_store import CandleStore
 from cryptota_core.storage.database import create_store_engine

@@ -24,16 +24,16 @@ from rich.progress import (
 )
 from rich.table import Table
 
-from cryptota_core.backtest.broker import DEFAULT_BROKER, BrokerSettings
-from cryptota_core.cache import open_cache
-from cryptota_core.display import format_metric, format_number
-from cryptota_core.errors import CryptotaError, InvalidInputError, NoDataError
-from cryptota_core.ingest import (
+from cryptota_core.app.ingest import (
     IngestReport,
     ingest,
     month_chunks,
     open_source,
 )
+from cryptota_core.backtest.cache import open_cache
+from cryptota_core.broker import DEFAULT_BROKER, BrokerSettings
+from cryptota_core.display import format_metric, format_number
+from cryptota_core.errors import CryptotaError, InvalidInputError, NoDataError
 from cryptota_core.logs import configure_logging
 from cryptota_core.market.frame import SeriesKey, normalise_symbol, parse_symbols
 from cryptota_core.market.intervals import parse_interval, parse_window
@@ -42,9 +42,10 @@ from cryptota_core.settings import Settings, load_settings
 from cryptota_core.storage.candle_store import CandleStore
 
 if TYPE_CHECKING:
-    from cryptota_core.backtest.service import CandleInput
+    from cryptota_core.app.candles import CandleInput
+    from cryptota_core.research.lineage import Lineage
     from cryptota_core.research.optimize import OptimizationResult
-    from cryptota_core.storage.research_store import Lineage, ResearchStore
+    from cryptota_core.storage.research_store import ResearchStore
     from cryptota_core.strategies import StrategyParams
 
 console = Console(stderr=True)
@@ -175,7 +176,7 @@ def _candle_input(
     """The candles a research command runs on: ``--symbol`` with ``--start``/``--end`` from the
     store (which must cover the window unless ``--allow-partial``), or ``--csv FILE``; exactly
     one of the two."""
-    from cryptota_core.backtest.service import candles_from_csv, candles_from_store
+    from cryptota_core.app.candles import candles_from_csv, candles_from_store
 
     if (csv_path is None) == (symbol is None):
         raise InvalidInputError("give exactly one of --symbol (with --start/--end) or --csv FILE")
@@ -329,8 +330,8 @@ def _stage_progress() -> Iterator[Callable[[str, int, int], None]]:
 
 def _lineage(candles: CandleInput) -> Lineage | None:
     """Where a stored research result comes from; None for a CSV (nothing to store it under)."""
-    from cryptota_core.backtest.service import CODE_VERSION
-    from cryptota_core.storage.research_store import Lineage
+    from cryptota_core.app.backtests import CODE_VERSION
+    from cryptota_core.research.lineage import Lineage
 
     if candles.key is None:
         return None
@@ -381,7 +382,7 @@ def backtest_command(
     plot_path: str | None,
 ) -> None:
     """Run one strategy configuration on stored candles or a Binance kline CSV."""
-    from cryptota_core.backtest.service import backtest_or_cache
+    from cryptota_core.app.backtests import backtest_or_cache
     from cryptota_core.strategies import get_strategy
 
     spec = get_strategy(strategy)

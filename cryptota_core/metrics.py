@@ -31,10 +31,10 @@ import numpy as np
 import numpy.typing as npt
 import pandas as pd
 
-from cryptota_core.backtest.trades import TRADE_COLUMNS
 from cryptota_core.errors import InvalidInputError
 from cryptota_core.market.intervals import interval_ms, periods_per_year
 from cryptota_core.numbers import finite_or_none
+from cryptota_core.trades import TRADE_COLUMNS
 
 log = logging.getLogger(__name__)
 
@@ -506,7 +506,7 @@ def trade_statistics(trades: pd.DataFrame) -> dict[str, float]:
     if missing:
         raise InvalidInputError(
             f"trades frame lacks columns {missing}: build it with TRADE_COLUMNS "
-            "(cryptota_core.backtest.trades)"
+            "(cryptota_core.trades)"
         )
     is_open = trades["is_open"].fillna(False).to_numpy(dtype=bool)
     closed = trades.loc[~is_open].sort_values("exit_time", kind="stable")

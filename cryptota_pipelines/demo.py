@@ -17,9 +17,10 @@ from datetime import timedelta
 import pandas as pd
 from dagster import DagsterInstance, Definitions
 
-from cryptota_core.backtest.runs import expand_param_grids, register_param_sets
+from cryptota_core.app.backtests import register_param_sets
+from cryptota_core.app.ingest import resolve_source_name
+from cryptota_core.backtest.runs import expand_param_grids
 from cryptota_core.errors import InvalidInputError
-from cryptota_core.ingest import resolve_source_name
 from cryptota_core.market.frame import CandleReport, SeriesKey
 from cryptota_core.market.intervals import interval_timedelta
 from cryptota_core.research.walk_forward import MIN_WINDOW_BARS, splits

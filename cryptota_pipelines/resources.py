@@ -26,17 +26,17 @@ from dagster import (
 from pydantic import Field, PrivateAttr
 from upath import UPath
 
+from cryptota_core.app.ingest import open_source
+from cryptota_core.app.research import ResearchConfig
+from cryptota_core.backtest.cache import DEFAULT_TTL_SECONDS, BacktestCache, NullCache
 from cryptota_core.backtest.runs import (
     BacktestWindow,
     ParamSet,
     backtest_window,
     expand_param_grids,
 )
-from cryptota_core.cache import DEFAULT_TTL_SECONDS, BacktestCache, NullCache
-from cryptota_core.ingest import open_source
 from cryptota_core.logs import bind_run_id, configure_logging
 from cryptota_core.market.sources.base import CandleSource
-from cryptota_core.research.runs import ResearchConfig
 from cryptota_core.settings import Settings, load_settings
 from cryptota_core.storage.candle_store import CandleStore
 from cryptota_core.storage.research_store import ResearchStore

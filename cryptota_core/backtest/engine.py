@@ -36,7 +36,6 @@ import backtrader as bt
 import numpy as np
 import pandas as pd
 
-from cryptota_core.backtest.broker import DEFAULT_BROKER
 from cryptota_core.backtest.inputs import (
     PRICE_COLUMNS,
     check_length,
@@ -45,10 +44,11 @@ from cryptota_core.backtest.inputs import (
     resolve_strategy,
 )
 from cryptota_core.backtest.result import ORDER_COLUMNS, BacktestResult, empty_orders
-from cryptota_core.backtest.trades import TRADE_COLUMNS, empty_trades
+from cryptota_core.broker import DEFAULT_BROKER
 from cryptota_core.market.intervals import interval_timedelta, parse_interval
 from cryptota_core.strategies import Strategy, StrategyParams
 from cryptota_core.strategies.base import BaseBtStrategy, Fill, OrderRecord
+from cryptota_core.trades import TRADE_COLUMNS, empty_trades
 
 log = logging.getLogger(__name__)
 
@@ -71,7 +71,7 @@ def run_backtest(
     ``candles`` is a candle frame (``open_time`` UTC index, at least open/high/low/close); the
     frame is sorted if needed, and duplicate or missing prices are rejected
     (:func:`~cryptota_core.backtest.inputs.prepare_candles`). The broker settings must be in
-    :class:`~cryptota_core.backtest.broker.BrokerSettings`'s ranges (``stake`` at most 1: the
+    :class:`~cryptota_core.broker.BrokerSettings`'s ranges (``stake`` at most 1: the
     account has no leverage; an entry that costs more than the cash at the fill is rejected, as
     a real broker would). The benchmark is buy-and-hold: all the cash buys the asset at the
     first candle's close, without commission, and is held; its value is ``cash × close /

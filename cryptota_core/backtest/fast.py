@@ -24,7 +24,6 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from cryptota_core.backtest.broker import DEFAULT_BROKER
 from cryptota_core.backtest.engine import (
     measured_result,
     orders_frame,
@@ -62,6 +61,7 @@ from cryptota_core.backtest.kernels.grid import (
 from cryptota_core.backtest.kernels.indicators import rsi_nb, sma_nb
 from cryptota_core.backtest.kernels.signals import divergence_signals_nb, level_signals_nb
 from cryptota_core.backtest.result import BacktestResult
+from cryptota_core.broker import DEFAULT_BROKER
 from cryptota_core.errors import InvalidInputError
 from cryptota_core.market.intervals import parse_interval
 from cryptota_core.strategies import Strategy, StrategyParams

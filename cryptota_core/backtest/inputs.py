@@ -13,7 +13,7 @@ import logging
 import numpy as np
 import pandas as pd
 
-from cryptota_core.backtest.broker import BrokerSettings
+from cryptota_core.broker import BrokerSettings
 from cryptota_core.errors import InvalidInputError
 from cryptota_core.strategies import Strategy, StrategyParams, get_strategy
 
@@ -45,7 +45,7 @@ def resolve_strategy(strategy: str | Strategy | type[Strategy]) -> Strategy:
 
 def check_settings(*, cash: float, commission: float, slippage: float, stake: float) -> None:
     """Refuse out-of-range broker settings with one line. The bounds live in one place,
-    :class:`~cryptota_core.backtest.broker.BrokerSettings`, which the CLI and the ad-hoc job
+    :class:`~cryptota_core.broker.BrokerSettings`, which the CLI and the ad-hoc job
     also validate with before reading candles; the engines check again for direct callers."""
     BrokerSettings(cash=cash, commission=commission, slippage=slippage, stake=stake)
 

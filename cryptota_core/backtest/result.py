@@ -9,9 +9,9 @@ from typing import Any
 
 import pandas as pd
 
-from cryptota_core.backtest.broker import DEFAULT_BROKER
-from cryptota_core.backtest.trades import trades_frame
+from cryptota_core.broker import DEFAULT_BROKER
 from cryptota_core.numbers import finite_or_none
+from cryptota_core.trades import trades_frame
 
 HEADLINE_METRICS: tuple[str, ...] = (
     "sharpe_ratio",
@@ -64,7 +64,7 @@ class BacktestResult:
     ``equity`` and ``benchmark`` hold one value per candle, indexed by ``open_time`` but valued at
     that candle's close. ``start`` is the first candle's open time and ``end`` the last candle's
     close time, i.e. the data window is ``[start, end)`` like every window in CryptoTA.
-    ``trades`` has exactly :data:`~cryptota_core.backtest.trades.TRADE_COLUMNS`.
+    ``trades`` has exactly :data:`~cryptota_core.trades.TRADE_COLUMNS`.
     """
 
     strategy: str

@@ -36,7 +36,6 @@ import numpy as np
 import numpy.typing as npt
 import pandas as pd
 
-from cryptota_core.backtest.broker import DEFAULT_BROKER
 from cryptota_core.backtest.engine import run_backtest
 from cryptota_core.backtest.fast import run_fast_backtest, supports
 from cryptota_core.backtest.inputs import check_settings, prepare_candles, resolve_strategy
@@ -49,6 +48,7 @@ from cryptota_core.backtest.kernels.sweep import (
     level_sweep_nb,
 )
 from cryptota_core.backtest.result import BacktestResult
+from cryptota_core.broker import DEFAULT_BROKER
 from cryptota_core.errors import InvalidInputError
 from cryptota_core.market.intervals import interval_timedelta, parse_interval, periods_per_year
 from cryptota_core.metrics import ZERO_DISPERSION

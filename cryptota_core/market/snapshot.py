@@ -14,10 +14,10 @@ from typing import Any
 
 import pandas as pd
 
+from cryptota_core.binance.ratelimit import WeightLimiter, open_rate_limiter
+from cryptota_core.binance.rest import BinanceRest
 from cryptota_core.errors import ConfigError, DataError, InvalidInputError
 from cryptota_core.market.frame import normalise_symbol
-from cryptota_core.market.sources.binance import BinanceRest
-from cryptota_core.ratelimit import WeightLimiter, open_rate_limiter
 from cryptota_core.settings import Settings, load_settings
 
 MAX_BOOK_LIMIT = 5000

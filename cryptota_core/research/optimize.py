@@ -29,9 +29,6 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-# BrokerSettings: the settings every set of a search runs with, validated by the backtests' own
-# model (and importable from here, where research code has always imported it).
-from cryptota_core.backtest.broker import BrokerSettings
 from cryptota_core.backtest.engine import run_backtest
 from cryptota_core.backtest.fast import run_fast_backtest
 from cryptota_core.backtest.result import BacktestResult, iso_utc
@@ -43,6 +40,10 @@ from cryptota_core.backtest.sweep import (
     figure_tolerance,
     run_sweep,
 )
+
+# BrokerSettings: the settings every set of a search runs with, validated by the backtests' own
+# model (and importable from here, where research code has always imported it).
+from cryptota_core.broker import BrokerSettings
 from cryptota_core.errors import InvalidInputError
 from cryptota_core.market.intervals import periods_per_year
 from cryptota_core.numbers import finite_or_none

@@ -9,16 +9,53 @@ done next. No signal on the last candle means no order.
 
 from __future__ import annotations
 
+import hashlib
+import json
 import math
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
 
 import pandas as pd
 
-from cryptota_core.backtest.broker import DEFAULT_BROKER
 from cryptota_core.backtest.fast import run_fast_backtest
-from cryptota_core.storage.research_store import PaperOrder
+from cryptota_core.backtest.result import iso_utc
+from cryptota_core.broker import DEFAULT_BROKER
 from cryptota_core.strategies import get_strategy
+
+
+@dataclass(frozen=True)
+class PaperOrder:
+    """A simulated order from the latest signal of a strategy's current best parameters."""
+
+    exchange: str
+    symbol: str
+    interval: str
+    strategy: str
+    slug: str
+    params: dict[str, Any]
+    engine: str
+    signal_time: pd.Timestamp
+    """Open time of the candle whose close produced the signal."""
+    side: str
+    order_type: str
+    price: float | None
+    size: float | None
+    window_start: pd.Timestamp
+    window_end: pd.Timestamp
+
+    @property
+    def order_key(self) -> str:
+        """Identity of the order: the same signal of the same set on the same candle."""
+        identity = [
+            self.exchange,
+            self.symbol,
+            self.interval,
+            self.slug,
+            iso_utc(self.signal_time),
+            self.side,
+        ]
+        return hashlib.sha256(json.dumps(identity).encode()).hexdigest()[:32]
 
 
 def latest_orders(

@@ -313,6 +313,6 @@ def json_key(value: Any) -> str:
 
 
 def _no_trades() -> pd.DataFrame:
-    from cryptota_core.backtest.trades import empty_trades
+    from cryptota_core.trades import empty_trades
 
     return empty_trades()

@@ -14,7 +14,6 @@ import hashlib
 import json
 import logging
 from collections.abc import Sequence
-from dataclasses import dataclass
 from typing import Any
 
 import pandas as pd
@@ -22,7 +21,9 @@ from sqlalchemy import Connection, Engine, delete, func, select, text
 from sqlalchemy.dialects import postgresql, sqlite
 
 from cryptota_core.backtest.result import iso_utc
+from cryptota_core.research.lineage import Lineage
 from cryptota_core.research.optimize import OptimizationResult, optimization_key, top_records
+from cryptota_core.research.signals import PaperOrder
 from cryptota_core.research.walk_forward import WalkForwardResult
 from cryptota_core.storage.database import create_store_engine, translate_db_errors
 from cryptota_core.storage.schema import (
@@ -33,52 +34,6 @@ from cryptota_core.storage.schema import (
 )
 
 log = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True)
-class Lineage:
-    """Where a research result came from: the series, the candles' fingerprint, the code and
-    the Dagster run (None outside Dagster)."""
-
-    exchange: str
-    symbol: str
-    candle_fingerprint: str
-    code_version: str
-    run_id: str | None = None
-
-
-@dataclass(frozen=True)
-class PaperOrder:
-    """A simulated order from the latest signal of a strategy's current best parameters."""
-
-    exchange: str
-    symbol: str
-    interval: str
-    strategy: str
-    slug: str
-    params: dict[str, Any]
-    engine: str
-    signal_time: pd.Timestamp
-    """Open time of the candle whose close produced the signal."""
-    side: str
-    order_type: str
-    price: float | None
-    size: float | None
-    window_start: pd.Timestamp
-    window_end: pd.Timestamp
-
-    @property
-    def order_key(self) -> str:
-        """Identity of the order: the same signal of the same set on the same candle."""
-        identity = [
-            self.exchange,
-            self.symbol,
-            self.interval,
-            self.slug,
-            iso_utc(self.signal_time),
-            self.side,
-        ]
-        return hashlib.sha256(json.dumps(identity).encode()).hexdigest()[:32]
 
 
 class ResearchStore:

@@ -27,7 +27,6 @@ from sqlalchemy import Connection, Engine, delete, func, select, text
 from sqlalchemy.dialects import postgresql, sqlite
 
 from cryptota_core.backtest.result import HEADLINE_METRICS, BacktestResult
-from cryptota_core.backtest.trades import TRADE_COLUMNS, trades_frame
 from cryptota_core.errors import InvalidInputError, NoDataError
 from cryptota_core.numbers import finite_or_none
 from cryptota_core.storage import pg_copy
@@ -45,6 +44,7 @@ from cryptota_core.storage.schema import (
     utc_now,
     walk_forward_windows,
 )
+from cryptota_core.trades import TRADE_COLUMNS, trades_frame
 
 log = logging.getLogger(__name__)
 

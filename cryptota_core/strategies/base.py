@@ -26,7 +26,7 @@ from typing import Any, ClassVar
 import backtrader as bt
 from pydantic import BaseModel, ConfigDict, ValidationError, ValidationInfo, field_validator
 
-from cryptota_core.backtest.broker import DEFAULT_BROKER
+from cryptota_core.broker import DEFAULT_BROKER
 from cryptota_core.errors import InvalidInputError
 
 __all__ = [

@@ -14,8 +14,7 @@ import pandas as pd
 import pytest
 import redis
 
-from cryptota_core.backtest.result import BacktestResult
-from cryptota_core.cache import (
+from cryptota_core.backtest.cache import (
     FORMAT_VERSION,
     MAGIC,
     STATS_HITS,
@@ -28,12 +27,13 @@ from cryptota_core.cache import (
     encode_result,
     open_cache,
 )
+from cryptota_core.backtest.result import BacktestResult
 from cryptota_core.errors import InvalidInputError
 from cryptota_core.settings import load_settings
 from tests.core.storage.test_results_store import RSI_PARAMS, make_result
 from tests.services import free_port, start_redis
 
-CACHE_LOGGER = "cryptota_core.cache"
+CACHE_LOGGER = "cryptota_core.backtest.cache"
 
 
 def key_for(symbol: str = "BTCUSDT", exchange: str = "binance", **changes: Any) -> str:

@@ -8,9 +8,10 @@ import json
 import pandas as pd
 import pytest
 
-from cryptota_core.backtest.service import CODE_VERSION, backtest_or_cache, candles_from_store
+from cryptota_core.app.backtests import CODE_VERSION, backtest_or_cache
+from cryptota_core.app.candles import candles_from_store
+from cryptota_core.app.ingest import ingest
 from cryptota_core.cli import main
-from cryptota_core.ingest import ingest
 from cryptota_core.market.sources.synthetic import SyntheticSource
 from cryptota_core.storage.candle_store import CandleStore
 from cryptota_core.storage.results_store import ResultsStore

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pandas as pd
 import pytest
 
+from cryptota_core.app.ingest import ingest, ingest_series, month_chunks
 from cryptota_core.errors import DataError
-from cryptota_core.ingest import ingest, ingest_series, month_chunks
 from cryptota_core.market.frame import SeriesKey
 from cryptota_core.market.sources.synthetic import SyntheticSource
 from cryptota_core.storage.candle_store import CandleStore
@@ -140,7 +140,7 @@ class _Unfiltered:
 def test_auto_source_uses_binance_when_it_answers(
     sqlite_url: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from cryptota_core.ingest import open_source, resolve_source_name
+    from cryptota_core.app.ingest import open_source, resolve_source_name
     from cryptota_core.market.sources.synthetic import generate_candles
     from cryptota_core.settings import load_settings
     from tests.exchange.server import LocalExchange
@@ -163,7 +163,7 @@ def test_auto_source_uses_binance_when_it_answers(
 def test_auto_source_falls_back_to_synthetic_loudly(
     monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
-    from cryptota_core.ingest import open_source
+    from cryptota_core.app.ingest import open_source
     from cryptota_core.settings import load_settings
     from tests.services import free_port
 

@@ -13,7 +13,6 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from cryptota_core.backtest.trades import TRADE_COLUMNS, empty_trades
 from cryptota_core.errors import InvalidInputError
 from cryptota_core.market.intervals import interval_timedelta, periods_per_year
 from cryptota_core.metrics import (
@@ -23,6 +22,7 @@ from cryptota_core.metrics import (
     longest_run_nb,
     returns_from_equity,
 )
+from cryptota_core.trades import TRADE_COLUMNS, empty_trades
 
 START = pd.Timestamp("2024-01-01", tz="UTC")
 CASH = 10_000.0

@@ -16,8 +16,8 @@ from typing import Any, get_args
 import pandas as pd
 import pytest
 
+from cryptota_core.app.ingest import ingest
 from cryptota_core.cli import main as cryptota
-from cryptota_core.ingest import ingest
 from cryptota_core.market.intervals import INTERVAL_MS
 from cryptota_core.market.sources.synthetic import SyntheticSource
 from cryptota_core.storage.candle_store import CandleStore

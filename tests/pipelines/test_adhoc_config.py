@@ -1,5 +1,5 @@
 """adhoc_backtest_job's broker settings go through the same model as the CLI's
-(:class:`cryptota_core.backtest.broker.BrokerSettings`): an out-of-range one fails the run with one
+(:class:`cryptota_core.broker.BrokerSettings`): an out-of-range one fails the run with one
 line naming the field, before any candle is read, and nothing is stored."""
 
 from __future__ import annotations

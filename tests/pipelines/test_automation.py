@@ -27,7 +27,7 @@ from dagster import (
     materialize,
 )
 
-from cryptota_core.ingest import ingest_series
+from cryptota_core.app.ingest import ingest_series
 from cryptota_core.market.frame import CANDLE_COLUMNS, SeriesKey, candle_frame_from_arrays
 from cryptota_core.market.sources.synthetic import SyntheticSource
 from cryptota_core.settings import Settings

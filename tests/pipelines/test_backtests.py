@@ -29,9 +29,10 @@ from dagster import (
 )
 from sqlalchemy import text
 
-from cryptota_core.backtest.runs import backtest_window, expand_param_grids, run_and_store
+from cryptota_core.app.backtests import run_and_store
+from cryptota_core.app.ingest import ingest_series
+from cryptota_core.backtest.runs import backtest_window, expand_param_grids
 from cryptota_core.display import metadata_number
-from cryptota_core.ingest import ingest_series
 from cryptota_core.market.sources.synthetic import SyntheticSource
 from cryptota_core.settings import Settings
 from cryptota_core.storage.candle_store import CandleStore

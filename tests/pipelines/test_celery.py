@@ -25,9 +25,10 @@ import yaml
 from dagster import DagsterEventType, DagsterInstance, DagsterRunStatus, RunsFilter
 from sqlalchemy import text
 
-from cryptota_core.backtest.runs import expand_param_grids, register_param_sets
+from cryptota_core.app.backtests import register_param_sets
+from cryptota_core.app.ingest import ingest
+from cryptota_core.backtest.runs import expand_param_grids
 from cryptota_core.errors import InvalidInputError
-from cryptota_core.ingest import ingest
 from cryptota_core.market.sources.synthetic import SyntheticSource
 from cryptota_core.storage.candle_store import CandleStore
 from cryptota_core.storage.results_store import ResultsStore

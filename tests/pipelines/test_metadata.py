@@ -8,7 +8,7 @@ import math
 import pandas as pd
 from dagster import Definitions, TableSchema
 
-from cryptota_core.ingest import IngestReport
+from cryptota_core.app.ingest import IngestReport
 from cryptota_core.market.frame import SeriesKey
 from cryptota_core.storage.schema import candles
 from cryptota_pipelines.defs.ingestion.assets import ingestion_metadata

@@ -22,7 +22,7 @@ from dagster import (
     materialize,
 )
 
-from cryptota_core.ingest import ingest_series
+from cryptota_core.app.ingest import ingest_series
 from cryptota_core.market.frame import SeriesKey
 from cryptota_core.market.sources.synthetic import SyntheticSource
 from cryptota_core.settings import Settings, load_settings

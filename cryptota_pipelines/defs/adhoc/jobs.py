@@ -9,7 +9,7 @@ the result by run id (``cryptota results RUN_ID --json``, or the run's ``result`
 Bad input is refused with one line naming the field: the config's types and the interval (an
 enum of the supported intervals) when the run is launched, before anything runs; the strategy, its
 parameters (against the strategy's typed model), the symbol, the dates and the broker settings
-(cash, commission, slippage, stake: by :class:`~cryptota_core.backtest.broker.BrokerSettings`,
+(cash, commission, slippage, stake: by :class:`~cryptota_core.broker.BrokerSettings`,
 the model the CLI and the engines validate them with, which also gives their defaults) as the
 op's failure, before any candle is read.
 """
@@ -29,9 +29,10 @@ from dagster import (
 )
 from pydantic import Field
 
-from cryptota_core.backtest.broker import BrokerSettingError, BrokerSettings
+from cryptota_core.app.backtests import run_and_store
 from cryptota_core.backtest.result import iso_utc
-from cryptota_core.backtest.runs import BacktestWindow, ParamSet, run_and_store
+from cryptota_core.backtest.runs import BacktestWindow, ParamSet
+from cryptota_core.broker import BrokerSettingError, BrokerSettings
 from cryptota_core.errors import InvalidInputError
 from cryptota_core.market.frame import normalise_symbol
 from cryptota_core.market.intervals import parse_interval, to_utc_timestamp

@@ -36,13 +36,10 @@ from dagster import (
     asset,
 )
 
+from cryptota_core.app.backtests import StoredRun, run_many
 from cryptota_core.backtest.plot import plot_backtest
 from cryptota_core.backtest.result import HEADLINE_METRICS
-from cryptota_core.backtest.runs import (
-    BacktestWindow,
-    StoredRun,
-    run_many,
-)
+from cryptota_core.backtest.runs import BacktestWindow
 from cryptota_core.display import metadata_key, metadata_number, readable_frame
 from cryptota_core.numbers import finite_or_none
 from cryptota_core.storage.results_store import best_per_symbol

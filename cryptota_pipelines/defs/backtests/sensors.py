@@ -24,7 +24,7 @@ from dagster import (
     sensor,
 )
 
-from cryptota_core.backtest.runs import register_param_sets
+from cryptota_core.app.backtests import register_param_sets
 from cryptota_pipelines.partitions import (
     PARAM_SETS_PARTITIONS,
     param_set_partitions,

@@ -38,9 +38,10 @@ from dagster import (
 )
 from pydantic import BaseModel, Field
 
-from cryptota_core.backtest.runs import BacktestWindow, run_many
+from cryptota_core.app.backtests import run_many
+from cryptota_core.app.research import optimize_symbol
+from cryptota_core.backtest.runs import BacktestWindow
 from cryptota_core.errors import InvalidInputError
-from cryptota_core.research.runs import optimize_symbol
 from cryptota_pipelines.defs.backtests.assets import run_metadata
 from cryptota_pipelines.defs.research.assets import for_symbol, optimization_metadata
 from cryptota_pipelines.executors import cryptota_celery_executor

@@ -1,7 +1,7 @@
 """``candles_1m``: UTC days of 1m candles from the configured source into the candle store.
 
 The decorator carries the orchestration facts; the body is one call of
-:func:`cryptota_core.ingest.ingest_series` per symbol and stretch of days the run covers. A
+:func:`cryptota_core.app.ingest.ingest_series` per symbol and stretch of days the run covers. A
 nightly run covers one day of one symbol; a backfill run covers a whole key range and still makes
 one call per symbol, which ingests month by month in one transaction each (idempotent upserts: a
 retry or a re-run leaves exactly one copy of every candle).
@@ -23,7 +23,7 @@ from dagster import (
     asset,
 )
 
-from cryptota_core.ingest import IngestReport, ingest_series
+from cryptota_core.app.ingest import IngestReport, ingest_series
 from cryptota_core.market.frame import SeriesKey
 from cryptota_core.storage.candle_store import BASE_INTERVAL
 from cryptota_core.storage.schema import candles

@@ -1,7 +1,7 @@
 """The research assets: ``parameter_optimization``, ``walk_forward_report`` and
 ``trading_signals``, one partition per symbol.
 
-Each body is one call into :mod:`cryptota_core.research.runs` (which reads the symbol's candles
+Each body is one call into :mod:`cryptota_core.app.research` (which reads the symbol's candles
 once, runs every configured strategy and stores the results with the run id), then metadata for
 the UI: sortable tables (``MetadataValue.table``) and the objective heatmap / out-of-sample
 equity as pictures.
@@ -23,16 +23,16 @@ from dagster import (
     asset,
 )
 
-from cryptota_core.display import metadata_key, metadata_number, readable_frame
-from cryptota_core.numbers import finite_or_none
-from cryptota_core.research.plots import plot_heatmap, plot_walk_forward
-from cryptota_core.research.runs import (
+from cryptota_core.app.research import (
     StoredOptimization,
     StoredWalkForward,
     optimize_symbol,
     signal_symbol,
     walk_forward_symbol,
 )
+from cryptota_core.display import metadata_key, metadata_number, readable_frame
+from cryptota_core.numbers import finite_or_none
+from cryptota_core.research.plots import plot_heatmap, plot_walk_forward
 from cryptota_pipelines.failures import (
     NOT_RETRYABLE_ON_STORED_DATA,
     STORED_DATA_RETRY,
@@ -87,7 +87,7 @@ def for_symbol(
     research_store: ResearchStoreResource,
     research_config: ResearchConfigResource,
 ) -> Step:
-    """One research step of :mod:`cryptota_core.research.runs` on ``symbol``, stored with the
+    """One research step of :mod:`cryptota_core.app.research` on ``symbol``, stored with the
     run id; bad input or missing candles fail at once, without retries. The assets and the
     distributed job's steps all run through here."""
     with fail_fast_on_bad_input(NOT_RETRYABLE_ON_STORED_DATA):

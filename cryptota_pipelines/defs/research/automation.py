@@ -28,7 +28,7 @@ from dagster import (
 )
 from pydantic import BaseModel
 
-from cryptota_core.research.runs import drift_symbol
+from cryptota_core.app.research import drift_symbol
 from cryptota_pipelines.keys import (
     CANDLES_1M,
     PARAMETER_OPTIMIZATION,

@@ -17,8 +17,8 @@ from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 
 from cryptota_core.backtest.result import BacktestResult
-from cryptota_core.backtest.trades import TRADE_COLUMNS
 from cryptota_core.market.frame import candle_frame_from_arrays
+from cryptota_core.trades import TRADE_COLUMNS
 
 PROFILE = settings(
     deadline=None,

@@ -9,8 +9,8 @@ import logging
 import pandas as pd
 import pytest
 
+from cryptota_core.app.candles import candles_from_store
 from cryptota_core.backtest.coverage import COVERAGE_TOLERANCE, check_coverage, coverage
-from cryptota_core.backtest.service import candles_from_store
 from cryptota_core.errors import NoDataError
 from cryptota_core.market.frame import SeriesKey
 from cryptota_core.market.sources.synthetic import generate_candles

@@ -13,11 +13,11 @@ import pandas as pd
 import pytest
 from pydantic import ValidationError
 
-from cryptota_core.backtest.broker import MAX_CASH, BrokerSettingError, BrokerSettings
+from cryptota_core.app.candles import candles_from_csv
 from cryptota_core.backtest.engine import run_backtest
 from cryptota_core.backtest.fast import run_fast_backtest
-from cryptota_core.backtest.service import candles_from_csv
 from cryptota_core.backtest.sweep import run_sweep
+from cryptota_core.broker import MAX_CASH, BrokerSettingError, BrokerSettings
 from cryptota_core.errors import DataError, InvalidInputError
 from cryptota_core.market.binance_csv import read_kline_csv, read_kline_rows, write_kline_csv
 from cryptota_core.market.frame import first_defect, validate_candles
@@ -65,7 +65,7 @@ def test_gaps_pass_with_a_warning(
     hourly: pd.DataFrame, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     path = _csv(tmp_path / "gaps.csv", hourly.drop(hourly.index[[5, 6, 50]]))
-    with caplog.at_level(logging.WARNING, logger="cryptota_core.backtest.service"):
+    with caplog.at_level(logging.WARNING, logger="cryptota_core.app.candles"):
         candles = candles_from_csv(path)
     assert len(candles.frame) == len(hourly) - 3
     assert "2 gaps, 3 missing 1h candles in all (the first from 2024-01-01T05:00Z to " in (

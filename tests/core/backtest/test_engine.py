@@ -13,7 +13,6 @@ import pytest
 
 from cryptota_core.backtest.engine import run_backtest, trades_from_fills
 from cryptota_core.backtest.result import ORDER_COLUMNS, BacktestResult
-from cryptota_core.backtest.trades import TRADE_COLUMNS
 from cryptota_core.errors import InvalidInputError
 from cryptota_core.strategies import (
     Fill,
@@ -23,6 +22,7 @@ from cryptota_core.strategies import (
     get_strategy,
     strategy_names,
 )
+from cryptota_core.trades import TRADE_COLUMNS
 from tests.core.backtest.candles_fixture import make_candles
 
 CASH = 10_000.0

@@ -5,18 +5,16 @@ from __future__ import annotations
 import pandas as pd
 import pytest
 
-from cryptota_core.backtest.runs import (
-    BacktestWindow,
-    backtest_window,
-    expand_param_grids,
+from cryptota_core.app.backtests import (
     register_param_sets,
     resolve_param_set,
     run_and_store,
     run_many,
 )
-from cryptota_core.cache import BacktestCache
+from cryptota_core.app.ingest import ingest_series
+from cryptota_core.backtest.cache import BacktestCache
+from cryptota_core.backtest.runs import BacktestWindow, backtest_window, expand_param_grids
 from cryptota_core.errors import InvalidInputError, NoDataError
-from cryptota_core.ingest import ingest_series
 from cryptota_core.market.sources.synthetic import SyntheticSource
 from cryptota_core.settings import load_settings
 from cryptota_core.storage.candle_store import CandleStore

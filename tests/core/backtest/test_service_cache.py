@@ -6,9 +6,10 @@ import pandas as pd
 import pytest
 import redis
 
-from cryptota_core.backtest.service import backtest, candles_from_store
-from cryptota_core.cache import BacktestCache
-from cryptota_core.ingest import ingest_series
+from cryptota_core.app.backtests import backtest
+from cryptota_core.app.candles import candles_from_store
+from cryptota_core.app.ingest import ingest_series
+from cryptota_core.backtest.cache import BacktestCache
 from cryptota_core.market.sources.synthetic import SyntheticSource
 from cryptota_core.storage.candle_store import CandleStore
 

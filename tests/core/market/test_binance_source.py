@@ -13,16 +13,13 @@ from typing import Any
 import pandas as pd
 import pytest
 
+from cryptota_core.binance.ratelimit import LocalWeightLimiter
+from cryptota_core.binance.rest import BinanceRest, request_weight
 from cryptota_core.errors import ConfigError, InvalidInputError, SourceUnavailableError
 from cryptota_core.market.frame import validate_candles
 from cryptota_core.market.sources.base import CandleSource
-from cryptota_core.market.sources.binance import (
-    BinanceRest,
-    BinanceSource,
-    request_weight,
-)
+from cryptota_core.market.sources.binance import BinanceSource
 from cryptota_core.market.sources.synthetic import generate_candles
-from cryptota_core.ratelimit import LocalWeightLimiter
 from cryptota_core.settings import load_settings
 from tests.core.market.archive_fixture import serve_archive
 from tests.exchange.server import TEST_API_KEY, TEST_API_SECRET, LocalExchange

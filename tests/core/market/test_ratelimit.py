@@ -13,13 +13,13 @@ from typing import Any
 import pandas as pd
 import pytest
 
-from cryptota_core.errors import InvalidInputError
-from cryptota_core.ratelimit import (
+from cryptota_core.binance.ratelimit import (
     LocalWeightLimiter,
     RedisWeightLimiter,
     WeightLimiter,
     open_rate_limiter,
 )
+from cryptota_core.errors import InvalidInputError
 from cryptota_core.settings import load_settings
 from tests.exchange.server import LocalExchange
 from tests.services import free_port
@@ -160,7 +160,7 @@ def test_redis_unavailable_falls_back_to_a_local_budget(caplog: pytest.LogCaptur
     limiter = RedisWeightLimiter(
         f"redis://:hunter2@127.0.0.1:{free_port()}/0", 10, timeout=0.5, window_seconds=3600
     )
-    with caplog.at_level(logging.WARNING, logger="cryptota_core.ratelimit"):
+    with caplog.at_level(logging.WARNING, logger="cryptota_core.binance.ratelimit"):
         limiter.acquire(2)
         limiter.acquire(2)
         limiter.observe_used_weight(5)

@@ -9,10 +9,11 @@ from collections.abc import Iterator
 import pandas as pd
 import pytest
 
+from cryptota_core.binance.rest import BinanceRest
 from cryptota_core.errors import ConfigError, InvalidInputError
 from cryptota_core.market import snapshot
 from cryptota_core.market.snapshot import MarketSnapshot
-from cryptota_core.market.sources.binance import BinanceRest, BinanceSource
+from cryptota_core.market.sources.binance import BinanceSource
 from cryptota_core.market.sources.synthetic import generate_candles
 from cryptota_core.settings import load_settings
 from tests.exchange.server import TEST_API_KEY, TEST_API_SECRET, LocalExchange

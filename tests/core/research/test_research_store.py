@@ -7,11 +7,12 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from cryptota_core.research.lineage import Lineage
 from cryptota_core.research.optimize import optimize
 from cryptota_core.research.search import SearchSpec
 from cryptota_core.research.signals import latest_orders
 from cryptota_core.research.walk_forward import walk_forward
-from cryptota_core.storage.research_store import Lineage, ResearchStore
+from cryptota_core.storage.research_store import ResearchStore
 from tests.core.research.test_optimize import RSI_GRID, candles_from_close
 from tests.core.research.test_walk_forward import planted
 

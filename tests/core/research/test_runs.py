@@ -6,16 +6,16 @@ from __future__ import annotations
 import pandas as pd
 import pytest
 
-from cryptota_core.errors import NoDataError
-from cryptota_core.ingest import ingest
-from cryptota_core.market.sources.synthetic import SyntheticSource
-from cryptota_core.research.runs import (
+from cryptota_core.app.ingest import ingest
+from cryptota_core.app.research import (
     ResearchConfig,
     drift_symbol,
     optimize_symbol,
     signal_symbol,
     walk_forward_symbol,
 )
+from cryptota_core.errors import NoDataError
+from cryptota_core.market.sources.synthetic import SyntheticSource
 from cryptota_core.storage.candle_store import CandleStore
 from cryptota_core.storage.research_store import ResearchStore
 

@@ -13,7 +13,6 @@ import pytest
 from sqlalchemy import func, select, update
 
 from cryptota_core.backtest.result import ORDER_COLUMNS, BacktestResult, empty_orders
-from cryptota_core.backtest.trades import TRADE_COLUMNS, empty_trades
 from cryptota_core.errors import InvalidInputError, NoDataError
 from cryptota_core.storage.results_store import (
     LEADERBOARD_COLUMNS,
@@ -27,6 +26,7 @@ from cryptota_core.storage.schema import (
     equity_curves,
     param_sets,
 )
+from cryptota_core.trades import TRADE_COLUMNS, empty_trades
 
 START = pd.Timestamp("2024-01-01", tz="UTC")
 RSI_PARAMS = {"period": 14, "oversold": 30, "overbought": 70}

@@ -15,17 +15,19 @@ from typing import Any
 
 import pandas as pd
 
+from cryptota_core.app.backtests import CODE_VERSION
+from cryptota_core.app.candles import CandleInput, candles_from_store
 from cryptota_core.backtest.runs import BacktestWindow, backtest_window
-from cryptota_core.backtest.service import CODE_VERSION, CandleInput, candles_from_store
 from cryptota_core.errors import NoDataError
 from cryptota_core.market.intervals import interval_timedelta
 from cryptota_core.research.drift import DriftCheck, check_drift
+from cryptota_core.research.lineage import Lineage
 from cryptota_core.research.optimize import BrokerSettings, OptimizationResult, optimize
 from cryptota_core.research.search import DEFAULT_MAX_SETS, SearchSpec
-from cryptota_core.research.signals import latest_orders
+from cryptota_core.research.signals import PaperOrder, latest_orders
 from cryptota_core.research.walk_forward import WalkForwardResult, walk_forward
 from cryptota_core.storage.candle_store import CandleStore
-from cryptota_core.storage.research_store import Lineage, PaperOrder, ResearchStore
+from cryptota_core.storage.research_store import ResearchStore
 
 log = logging.getLogger(__name__)
 

@@ -1,23 +1,17 @@
-"""Running a backtest on stored or file candles: the one path the CLI and the pipeline share."""
+"""The candles a backtest or a search runs on, read from the store or a Binance kline CSV and
+checked, with where they came from: the one reading path the CLI, the pipeline and research
+share."""
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TypedDict, Unpack
 
 import numpy as np
 import pandas as pd
 
-from cryptota_core import __version__
-from cryptota_core.backtest.broker import DEFAULT_BROKER
 from cryptota_core.backtest.coverage import check_coverage
-from cryptota_core.backtest.engine import run_backtest
-from cryptota_core.backtest.fast import run_fast_backtest
-from cryptota_core.backtest.result import BacktestResult
-from cryptota_core.cache import ResultCache, cache_key, cached_backtest
 from cryptota_core.errors import DataError, InvalidInputError, NoDataError
 from cryptota_core.market.binance_csv import read_kline_rows
 from cryptota_core.market.frame import (
@@ -31,7 +25,6 @@ from cryptota_core.market.frame import (
 from cryptota_core.market.intervals import INTERVAL_MS, parse_interval
 from cryptota_core.settings import load_settings
 from cryptota_core.storage.candle_store import CandleStore, frame_fingerprint
-from cryptota_core.strategies import get_strategy
 
 log = logging.getLogger(__name__)
 
@@ -163,95 +156,3 @@ def candles_from_store(
         f"no candles for {symbol} {interval} in [{start.isoformat()}, {end.isoformat()}); run "
         f"`cryptota ingest --symbols {symbol} --start {start.date()} --end {end.date()}` first"
     )
-
-
-ENGINES = ("backtrader", "fast")
-"""backtrader (every strategy, the reference) and the numba engine (the four built-in
-strategies; identical results, 60-260x faster)."""
-
-CODE_VERSION = __version__
-"""Recorded with every stored result and part of every cache key: a new release never serves a
-result computed by an older engine."""
-
-
-@dataclass(frozen=True)
-class Backtested:
-    """A backtest's result and whether the cache served it (then no engine ran)."""
-
-    result: BacktestResult
-    cached: bool
-
-
-class BacktestOptions(TypedDict, total=False):
-    """The keyword arguments of :func:`backtest_or_cache` (and :func:`backtest`)."""
-
-    cash: float
-    commission: float
-    slippage: float
-    stake: float
-    cache: ResultCache | None
-    engine: str
-
-
-def backtest(
-    candles: CandleInput,
-    strategy: str,
-    params: Mapping[str, Any] | str | None,
-    **options: Unpack[BacktestOptions],
-) -> BacktestResult:
-    """The result of :func:`backtest_or_cache`, for callers that do not ask where it came
-    from."""
-    return backtest_or_cache(candles, strategy, params, **options).result
-
-
-def backtest_or_cache(
-    candles: CandleInput,
-    strategy: str,
-    params: Mapping[str, Any] | str | None,
-    *,
-    cash: float = DEFAULT_BROKER.cash,
-    commission: float = DEFAULT_BROKER.commission,
-    slippage: float = DEFAULT_BROKER.slippage,
-    stake: float = DEFAULT_BROKER.stake,
-    cache: ResultCache | None = None,
-    engine: str = "backtrader",
-) -> Backtested:
-    """Run one strategy configuration on ``candles`` with ``engine``. With a cache,
-    an identical run (same strategy, parameters, candles, broker settings and code version) is
-    served from it, and the answer says so; only stored series are cached, since only they can
-    be invalidated."""
-    spec = get_strategy(strategy)
-    model = spec.parse_params(params)
-    if engine not in ENGINES:
-        raise InvalidInputError(f"unknown engine {engine!r}: use {' or '.join(ENGINES)}")
-    run = run_fast_backtest if engine == "fast" else run_backtest
-
-    def compute() -> BacktestResult:
-        return run(
-            candles.frame,
-            spec,
-            model,
-            interval=candles.interval,
-            cash=cash,
-            commission=commission,
-            slippage=slippage,
-            stake=stake,
-        )
-
-    if cache is None or candles.key is None:
-        return Backtested(compute(), cached=False)
-    key = cache_key(
-        strategy=spec.name,
-        params=model.model_dump(),
-        candle_fingerprint=candles.fingerprint,
-        engine=engine,
-        code_version=CODE_VERSION,
-        cash=cash,
-        commission=commission,
-        slippage=slippage,
-        stake=stake,
-        interval=candles.interval,
-        symbol=candles.key.symbol,
-        exchange=candles.key.exchange,
-    )
-    return Backtested(*cached_backtest(cache, key, compute))

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 
 import pandas as pd
 
-from cryptota_core.cache import ResultCache
+from cryptota_core.backtest.cache import ResultCache
 from cryptota_core.errors import CryptotaError, DataError, InvalidInputError
 from cryptota_core.market.frame import SeriesKey, validate_candles
 from cryptota_core.market.intervals import interval_ms, parse_interval
@@ -66,7 +66,7 @@ def month_chunks(
 def binance_reachable(settings: Settings, timeout: float = 3.0) -> bool:
     """True when the Binance REST API at ``BINANCE_BASE_URL`` answers a ping (one try, short
     timeout: this decides ``source=auto``, it must not stall a run)."""
-    from cryptota_core.market.sources.binance import BinanceRest
+    from cryptota_core.binance.rest import BinanceRest
 
     rest = BinanceRest(settings.binance_base_url, timeout=timeout, max_retries=0)
     try:
