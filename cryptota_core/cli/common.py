@@ -1,0 +1,99 @@
+"""What every ``cryptota`` command shares: the click group, the two consoles (messages on stderr,
+results on stdout), the candle store, and the candle and broker options of the commands that run
+on candles."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+import click
+from rich.console import Console
+
+from cryptota_core.broker import DEFAULT_BROKER
+from cryptota_core.errors import InvalidInputError
+from cryptota_core.market.frame import normalise_symbol
+from cryptota_core.market.intervals import parse_interval, parse_window
+from cryptota_core.settings import Settings, load_settings
+from cryptota_core.storage.candle_store import CandleStore
+
+if TYPE_CHECKING:
+    from cryptota_core.app.candles import CandleInput
+
+console = Console(stderr=True)
+out = Console(width=None if sys.stdout.isatty() else 120)
+
+
+@click.group()
+def cli() -> None:
+    """CryptoTA: Binance market data, backtests and strategy research."""
+
+
+def open_candle_store(settings: Settings) -> CandleStore:
+    """The candle store the settings name, creating CRYPTOTA_HOME first (the embedded SQLite
+    file lives there)."""
+    settings.home.mkdir(parents=True, exist_ok=True)
+    return CandleStore.from_url(settings.resolved_database_url)
+
+
+def candle_input(
+    symbol: str | None,
+    interval: str | None,
+    start: str | None,
+    end: str | None,
+    csv_path: str | None,
+    allow_partial: bool = False,
+) -> CandleInput:
+    """The candles a research command runs on: ``--symbol`` with ``--start``/``--end`` from the
+    store (which must cover the window unless ``--allow-partial``), or ``--csv FILE``; exactly
+    one of the two."""
+    from cryptota_core.app.candles import candles_from_csv, candles_from_store
+
+    if (csv_path is None) == (symbol is None):
+        raise InvalidInputError("give exactly one of --symbol (with --start/--end) or --csv FILE")
+    if csv_path is not None:
+        return candles_from_csv(csv_path, parse_interval(interval) if interval else None)
+    if start is None or end is None:
+        raise InvalidInputError("--symbol needs --start and --end (UTC, end exclusive)")
+    return candles_from_store(
+        open_candle_store(load_settings()),
+        normalise_symbol(symbol or ""),
+        parse_interval(interval or "1h"),
+        *parse_window(start, end),
+        allow_partial=allow_partial,
+    )
+
+
+def candle_options(command: Callable[..., None]) -> Callable[..., None]:
+    """``--symbol/--interval/--start/--end | --csv`` and the broker settings, shared by the
+    research commands. The settings' defaults are :data:`DEFAULT_BROKER`'s, so ``--help`` shows
+    the numbers every engine uses when a flag is left out."""
+    options = [
+        click.option("--symbol", default=None, help="Symbol to read from the store."),
+        click.option(
+            "--interval", default=None, help="Candle interval (default 1h; inferred for --csv)."
+        ),
+        click.option("--start", default=None, help="UTC start, inclusive (with --symbol)."),
+        click.option("--end", default=None, help="UTC end, exclusive (with --symbol)."),
+        click.option(
+            "--allow-partial",
+            is_flag=True,
+            help="Use the stored part of a window the store does not cover, and say which "
+            "(by default such a window is refused).",
+        ),
+        click.option(
+            "--csv",
+            "csv_path",
+            default=None,
+            type=click.Path(dir_okay=False),
+            help="A Binance kline CSV instead of the store.",
+        ),
+        *(
+            click.option(f"--{name}", type=float, default=default, show_default=True)
+            for name, default in DEFAULT_BROKER.kwargs().items()
+        ),
+    ]
+    for option in reversed(options):
+        command = option(command)
+    return command
