@@ -27,7 +27,6 @@ from pydantic import Field, PrivateAttr
 from upath import UPath
 
 from cryptota_core.app.ingest import open_source
-from cryptota_core.app.research import ResearchConfig
 from cryptota_core.backtest.cache import DEFAULT_TTL_SECONDS, BacktestCache, NullCache
 from cryptota_core.backtest.runs import (
     BacktestWindow,
@@ -37,6 +36,7 @@ from cryptota_core.backtest.runs import (
 )
 from cryptota_core.logs import bind_run_id, configure_logging
 from cryptota_core.market.sources.base import CandleSource
+from cryptota_core.research.config import ResearchConfig
 from cryptota_core.settings import Settings, load_settings
 from cryptota_core.storage.candle_store import CandleStore
 from cryptota_core.storage.research_store import ResearchStore
@@ -257,24 +257,11 @@ class ResearchStoreResource(ConfigurableResource):
             self._store = None
 
 
-class ResearchConfigResource(ConfigurableResource):
-    """How the pipeline optimises, walks forward and checks drift (CRYPTOTA_OPTIMIZATION_*,
-    CRYPTOTA_WALK_FORWARD_*, CRYPTOTA_DRIFT_*), on the backtests' candle interval."""
-
-    interval: str = Field(default="1h", description="Candle interval (CRYPTOTA_BACKTEST_INTERVAL).")
-    grids: dict[str, dict[str, list[Any]]] = Field(
-        default_factory=dict, description="Grid per strategy (CRYPTOTA_OPTIMIZATION_GRIDS)."
-    )
-    objective: str = Field(default="sharpe", description="What optimisation ranks by.")
-    optimization_days: int = Field(default=90, gt=0, description="Optimisation window, days.")
-    top: int = Field(default=10, gt=0, description="Best sets an optimisation keeps.")
-    recheck: int = Field(default=3, ge=0, description="Best sets re-run on backtrader.")
-    walk_forward_days: int = Field(default=180, gt=0, description="Walk-forward window, days.")
-    windows: int = Field(default=5, gt=0, description="Walk-forward out-of-sample windows.")
-    in_sample_ratio: float = Field(default=3.0, gt=0, description="In-sample / OOS length.")
-    anchored: bool = Field(default=False, description="Anchored in-sample windows.")
-    drift_days: int = Field(default=7, gt=0, description="Recent days judged for drift.")
-    drift_sigmas: float = Field(default=1.0, gt=0, description="Drift threshold in std devs.")
+class ResearchConfigResource(ConfigurableResource, ResearchConfig):
+    """How the pipeline optimises, walks forward and checks drift: the core's
+    :class:`~cryptota_core.research.config.ResearchConfig` as a resource. Its config keys,
+    defaults and bounds are that model's fields (declared once, there); build it from the
+    settings with ``ResearchConfigResource.from_settings``."""
 
     def config(self) -> ResearchConfig:
         """The core's research configuration."""
@@ -313,20 +300,7 @@ def resources_from_settings(settings: Settings) -> dict[str, Any]:
             ttl_seconds=settings.cache_ttl_seconds,
         ),
         "research_store": ResearchStoreResource(database_url=database_url),
-        "research_config": ResearchConfigResource(
-            interval=settings.backtest_interval,
-            grids=settings.optimization_grids,
-            objective=settings.optimization_objective,
-            optimization_days=settings.optimization_days,
-            top=settings.optimization_top,
-            recheck=settings.optimization_recheck,
-            walk_forward_days=settings.walk_forward_days,
-            windows=settings.walk_forward_windows,
-            in_sample_ratio=settings.walk_forward_in_sample_ratio,
-            anchored=settings.walk_forward_anchored,
-            drift_days=settings.drift_days,
-            drift_sigmas=settings.drift_sigmas,
-        ),
+        "research_config": ResearchConfigResource.from_settings(settings),
         "backtest_config": BacktestConfigResource(
             interval=settings.backtest_interval,
             days=settings.backtest_days,

@@ -1,7 +1,7 @@
 """Research runs of the pipeline: optimise, walk forward, signal and check drift per symbol.
 
 What the Dagster research assets and sensors call, one function per step (as
-:mod:`cryptota_core.backtest.runs` is for backtests), so a notebook or the CLI reproduces the
+`cryptota_core.app.backtests` is for backtests), so a notebook or the CLI reproduces the
 same numbers and the same stored rows. Each function reads the symbol's candles once and runs
 every configured strategy on them.
 """
@@ -9,7 +9,7 @@ every configured strategy on them.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -17,53 +17,19 @@ import pandas as pd
 
 from cryptota_core.app.backtests import CODE_VERSION
 from cryptota_core.app.candles import CandleInput, candles_from_store
-from cryptota_core.backtest.runs import BacktestWindow, backtest_window
+from cryptota_core.backtest.runs import BacktestWindow
 from cryptota_core.errors import NoDataError
 from cryptota_core.market.intervals import interval_timedelta
+from cryptota_core.research.config import ResearchConfig
 from cryptota_core.research.drift import DriftCheck, check_drift
 from cryptota_core.research.lineage import Lineage
 from cryptota_core.research.optimize import BrokerSettings, OptimizationResult, optimize
-from cryptota_core.research.search import DEFAULT_MAX_SETS, SearchSpec
 from cryptota_core.research.signals import PaperOrder, latest_orders
 from cryptota_core.research.walk_forward import WalkForwardResult, walk_forward
 from cryptota_core.storage.candle_store import CandleStore
 from cryptota_core.storage.research_store import ResearchStore
 
 log = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True)
-class ResearchConfig:
-    """How the pipeline researches (CRYPTOTA_OPTIMIZATION_* / WALK_FORWARD_* / DRIFT_*)."""
-
-    interval: str
-    grids: Mapping[str, Mapping[str, list[Any]]]
-    objective: str = "sharpe"
-    optimization_days: int = 90
-    top: int = 10
-    recheck: int = 3
-    walk_forward_days: int = 180
-    windows: int = 5
-    in_sample_ratio: float = 3.0
-    anchored: bool = False
-    drift_days: int = 7
-    drift_sigmas: float = 1.0
-    max_sets: int = DEFAULT_MAX_SETS
-
-    def searches(self) -> list[SearchSpec]:
-        """One grid search per configured strategy."""
-        return [
-            SearchSpec(
-                strategy=name, grid={k: list(v) for k, v in grid.items()}, max_sets=self.max_sets
-            )
-            for name, grid in self.grids.items()
-        ]
-
-    def optimization_window(self, today: pd.Timestamp | None = None) -> BacktestWindow:
-        return backtest_window(self.interval, self.optimization_days, today)
-
-    def walk_forward_window(self, today: pd.Timestamp | None = None) -> BacktestWindow:
-        return backtest_window(self.interval, self.walk_forward_days, today)
 
 
 @dataclass(frozen=True)

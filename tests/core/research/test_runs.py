@@ -8,7 +8,6 @@ import pytest
 
 from cryptota_core.app.ingest import ingest
 from cryptota_core.app.research import (
-    ResearchConfig,
     drift_symbol,
     optimize_symbol,
     signal_symbol,
@@ -16,6 +15,7 @@ from cryptota_core.app.research import (
 )
 from cryptota_core.errors import NoDataError
 from cryptota_core.market.sources.synthetic import SyntheticSource
+from cryptota_core.research.config import ResearchConfig
 from cryptota_core.storage.candle_store import CandleStore
 from cryptota_core.storage.research_store import ResearchStore
 
