@@ -1,7 +1,7 @@
 """Market snapshots from Binance: the last price, the order book, the account's balances.
 
 These are the old service's "market snapshot" calls, kept for the CLI, notebooks and the paper
-trading asset. They run on the same :class:`~cryptota_core.market.sources.binance.BinanceRest`
+trading asset. They run on the same :class:`~cryptota_core.binance.rest.BinanceRest`
 wrapper as candle ingestion, so they share its base URL handling, weight budget, retries and error
 translation. Balances are a signed call: the credentials come from ``BINANCE_API_KEY`` and
 ``BINANCE_API_SECRET`` through the settings, as secrets that are never logged or shown.
