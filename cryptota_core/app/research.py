@@ -1,7 +1,7 @@
 """Research runs of the pipeline: optimise, walk forward, signal and check drift per symbol.
 
 What the Dagster research assets and sensors call, one function per step (as
-`cryptota_core.app.backtests` is for backtests), so a notebook or the CLI reproduces the
+:mod:`cryptota_core.app.backtests` is for backtests), so a notebook or the CLI reproduces the
 same numbers and the same stored rows. Each function reads the symbol's candles once and runs
 every configured strategy on them.
 """
