@@ -269,6 +269,10 @@ class ResearchConfigResource(ConfigurableResource):
     optimization_days: int = Field(default=90, gt=0, description="Optimisation window, days.")
     top: int = Field(default=10, gt=0, description="Best sets an optimisation keeps.")
     recheck: int = Field(default=3, ge=0, description="Best sets re-run on backtrader.")
+    min_trades: int = Field(default=5, ge=0, description="Fewest closed trades of a candidate.")
+    significance_period: str = Field(
+        default="1d", description="Period PSR, DSR and PBO aggregate returns to."
+    )
     walk_forward_days: int = Field(default=180, gt=0, description="Walk-forward window, days.")
     windows: int = Field(default=5, gt=0, description="Walk-forward out-of-sample windows.")
     in_sample_ratio: float = Field(default=3.0, gt=0, description="In-sample / OOS length.")
@@ -320,6 +324,8 @@ def resources_from_settings(settings: Settings) -> dict[str, Any]:
             optimization_days=settings.optimization_days,
             top=settings.optimization_top,
             recheck=settings.optimization_recheck,
+            min_trades=settings.optimization_min_trades,
+            significance_period=settings.optimization_significance_period,
             walk_forward_days=settings.walk_forward_days,
             windows=settings.walk_forward_windows,
             in_sample_ratio=settings.walk_forward_in_sample_ratio,

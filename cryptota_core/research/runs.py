@@ -20,7 +20,14 @@ from cryptota_core.backtest.service import CODE_VERSION, CandleInput, candles_fr
 from cryptota_core.errors import NoDataError
 from cryptota_core.market.intervals import interval_timedelta
 from cryptota_core.research.drift import DriftCheck, check_drift
-from cryptota_core.research.optimize import BrokerSettings, OptimizationResult, optimize
+from cryptota_core.research.optimize import (
+    DEFAULT_MIN_TRADES,
+    DEFAULT_SIGNIFICANCE_PERIOD,
+    BrokerSettings,
+    OptimizationResult,
+    OptimizeSettings,
+    optimize,
+)
 from cryptota_core.research.search import DEFAULT_MAX_SETS, SearchSpec
 from cryptota_core.research.signals import latest_orders
 from cryptota_core.research.walk_forward import WalkForwardResult, walk_forward
@@ -47,6 +54,14 @@ class ResearchConfig:
     drift_days: int = 7
     drift_sigmas: float = 1.0
     max_sets: int = DEFAULT_MAX_SETS
+    min_trades: int = DEFAULT_MIN_TRADES
+    significance_period: str = DEFAULT_SIGNIFICANCE_PERIOD
+
+    def optimize_settings(self) -> OptimizeSettings:
+        """The candidates' minimum trades and the significance period, validated."""
+        return OptimizeSettings(
+            min_trades=self.min_trades, significance_period=self.significance_period
+        )
 
     def searches(self) -> list[SearchSpec]:
         """One grid search per configured strategy."""
@@ -114,6 +129,7 @@ def optimize_symbol(
             objective=config.objective,
             top=config.top,
             recheck=config.recheck,
+            settings=config.optimize_settings(),
         )
         key = research.save_optimization(result, lineage(candles, run_id))
         stored.append(StoredOptimization(key, result, candles))
