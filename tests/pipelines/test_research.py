@@ -56,6 +56,8 @@ def research_settings(settings: Settings, monkeypatch: pytest.MonkeyPatch) -> Se
     monkeypatch.setenv("CRYPTOTA_WALK_FORWARD_DAYS", "20")
     monkeypatch.setenv("CRYPTOTA_WALK_FORWARD_WINDOWS", "3")
     monkeypatch.setenv("CRYPTOTA_OPTIMIZATION_RECHECK", "1")
+    # Ten days of hourly candles: few sets make the default five trades.
+    monkeypatch.setenv("CRYPTOTA_OPTIMIZATION_MIN_TRADES", "1")
     return load_settings()
 
 
@@ -103,6 +105,9 @@ def test_research_assets_store_their_results_with_the_run_id(
     rows = research.latest_optimizations("BTCUSDT")
     assert list(rows["strategy"]) == ["rsi"]
     assert rows.iloc[0]["dagster_run_id"] == optimised.run_id
+    stored = rows.iloc[0]["statistics"]
+    assert (stored["min_trades"], stored["significance_period"]) == (1, "1d")
+    assert stored["effective_observations"] == 10
     assert metadata["rsi/best"].value == rows.iloc[0]["best_slug"]
     assert (
         metadata["top_sets"].records and metadata["top_sets"].schema.columns[0].name == "strategy"
