@@ -66,12 +66,13 @@ from cryptota_core.research.statistics import (
     PBO_RELATIVE_TOLERANCE,
     SIGNIFICANCE,
     ZERO_DISPERSION,
+    blocks_from_returns,
     deflated_sharpe_ratio,
     effective_observations,
     haircut_sharpe_ratio,
     minimum_track_record_length,
     null_sharpe_variance,
-    pbo_from_returns,
+    pbo_by_convention,
     probabilistic_sharpe_ratio,
 )
 from cryptota_core.strategies import Strategy, StrategyParams, get_strategy
@@ -585,8 +586,8 @@ def overfitting_statistics(
     }
     if len(trials.slugs) >= 2 and n_periods >= 2:
         blocks = blocks_for(n_periods, n_blocks)
-        worst = pbo_from_returns(period_returns.T, blocks, flat_half="worst")
-        zero = pbo_from_returns(period_returns.T, blocks, flat_half="zero")
+        pbo = pbo_by_convention(*blocks_from_returns(period_returns.T, blocks))
+        worst, zero = pbo["worst"], pbo["zero"]
         out.update(
             pbo=finite_or_none(worst.pbo),
             pbo_flat_as_zero=finite_or_none(zero.pbo),

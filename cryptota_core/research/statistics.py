@@ -577,23 +577,21 @@ def _choose(ins: FloatArray) -> IntArray:
     """Per column, the lowest row whose value is within the tie tolerance of the column's
     maximum: the in-sample choice that no summation order can change."""
     top = ins.max(axis=0)
-    with np.errstate(invalid="ignore"):
-        near = (ins >= top - _tolerance(top)) | (ins == top)
+    near = ins >= top - _tolerance(top)
     return np.argmax(near, axis=0).astype(np.int64)
 
 
 def _omega(outs: FloatArray, chosen_oos: FloatArray, n_sets: int) -> FloatArray:
-    """``rank / (N + 1)`` of ``chosen_oos`` among each column of ``outs`` (ascending, ties —
-    within the tie tolerance of the larger magnitude — take the average rank)."""
-    tol = PBO_RELATIVE_TOLERANCE * np.maximum(
-        np.where(np.isfinite(outs), np.abs(outs), 0.0),
-        np.where(np.isfinite(chosen_oos), np.abs(chosen_oos), 0.0),
-    )
-    tol += PBO_ABSOLUTE_TOLERANCE
+    """``rank / (N + 1)`` of ``chosen_oos`` among each column of ``outs`` (ascending; values
+    within the tie tolerance of ``chosen_oos`` tie with it and share the average rank)."""
+    tol = _tolerance(chosen_oos)
     with np.errstate(invalid="ignore"):
-        tied_mask = (np.abs(outs - chosen_oos) <= tol) | (outs == chosen_oos)
-    below = np.count_nonzero((outs < chosen_oos) & ~tied_mask, axis=0)
-    tied = np.count_nonzero(tied_mask, axis=0)
+        below = np.count_nonzero(outs < chosen_oos - tol, axis=0)
+        tied = np.count_nonzero(np.abs(outs - chosen_oos) <= tol, axis=0)
+    undefined = ~np.isfinite(chosen_oos)
+    if undefined.any():  # chosen without an OOS Sharpe ratio: tied with every set without one
+        tied[undefined] = np.count_nonzero(outs[:, undefined] == chosen_oos[undefined], axis=0)
+        below[undefined] = 0
     return (below + (tied + 1) / 2.0) / (n_sets + 1)
 
 
@@ -644,6 +642,28 @@ def pbo_from_blocks(
     of squares, or an unknown ``flat_half``.
     """
     _check_flat_half(flat_half)
+    arrays = _checked_blocks(block_sum, block_sumsq, block_count)
+    return _cscv(*arrays, (flat_half,), max_chunk_elements)[flat_half]
+
+
+def pbo_by_convention(
+    block_sum: npt.ArrayLike,
+    block_sumsq: npt.ArrayLike,
+    block_count: npt.ArrayLike,
+    *,
+    max_chunk_elements: int = MAX_CHUNK_ELEMENTS,
+) -> dict[FlatHalf, PboResult]:
+    """:func:`pbo_from_blocks` under both flat-half conventions (``worst`` and ``zero``), in one
+    pass over the combinations: the halves' sums and Sharpe ratios, most of the cost, are
+    shared. Same arguments and errors as :func:`pbo_from_blocks`."""
+    arrays = _checked_blocks(block_sum, block_sumsq, block_count)
+    return _cscv(*arrays, FLAT_HALF_CONVENTIONS, max_chunk_elements)
+
+
+def _checked_blocks(
+    block_sum: npt.ArrayLike, block_sumsq: npt.ArrayLike, block_count: npt.ArrayLike
+) -> tuple[FloatArray, FloatArray, FloatArray]:
+    """The three block arrays as float64, after every check :func:`pbo_from_blocks` names."""
     sums = _as_block_array("block_sum", block_sum)
     sumsqs = _as_block_array("block_sumsq", block_sumsq)
     counts = _as_block_array("block_count", block_count)
@@ -669,6 +689,18 @@ def pbo_from_blocks(
             "block_sumsq has negative values: pass the sum of the squared returns of each block"
         )
 
+    return sums, sumsqs, counts
+
+
+def _cscv(
+    sums: FloatArray,
+    sumsqs: FloatArray,
+    counts: FloatArray,
+    conventions: tuple[FlatHalf, ...],
+    max_chunk_elements: int,
+) -> dict[FlatHalf, PboResult]:
+    """CSCV over checked block arrays, one :class:`PboResult` per flat-half convention."""
+    n_sets, n_blocks = sums.shape
     # CSCV is symmetric: the out-of-sample half of a combination is the in-sample half of its
     # complement. Each pair is evaluated once, from the combination that holds block 0.
     combos = list(combinations(range(n_blocks), n_blocks // 2))
@@ -681,52 +713,59 @@ def pbo_from_blocks(
         halves[row, list(combos[i])] = 1.0
 
     n_combos = len(combos)
-    logits = np.empty(n_combos)
-    chosen = np.empty(n_combos, dtype=np.int64)
-    is_sharpe = np.empty(n_combos)
-    oos_sharpe = np.empty(n_combos)
-    loss = np.empty(n_combos, dtype=bool)
+    logits = {c: np.empty(n_combos) for c in conventions}
+    chosen = {c: np.empty(n_combos, dtype=np.int64) for c in conventions}
+    is_sharpe = {c: np.empty(n_combos) for c in conventions}
+    oos_sharpe = {c: np.empty(n_combos) for c in conventions}
+    loss = {c: np.empty(n_combos, dtype=bool) for c in conventions}
     step = max(1, int(max_chunk_elements) // n_sets)
     for start in range(0, len(first), step):
         stop = min(start + step, len(first))
         half_a, half_b = halves[start:stop].T, 1.0 - halves[start:stop].T
         sum_a, sum_b = sums @ half_a, sums @ half_b
-        sharpe_a = _sharpe_from_sums(sum_a, sumsqs @ half_a, counts @ half_a)
-        sharpe_b = _sharpe_from_sums(sum_b, sumsqs @ half_b, counts @ half_b)
-        if flat_half == "zero":
-            sharpe_a[np.isneginf(sharpe_a)] = 0.0
-            sharpe_b[np.isneginf(sharpe_b)] = 0.0
-        for index, ins, outs, out_sum in (
-            (first[start:stop], sharpe_a, sharpe_b, sum_b),
-            (second[start:stop], sharpe_b, sharpe_a, sum_a),
-        ):
-            best = _choose(ins)
-            cols = np.arange(best.size)
-            best_oos = outs[best, cols]
-            omega = _omega(outs, best_oos, n_sets)
-            logits[index] = np.log(omega / (1.0 - omega))
-            chosen[index] = best
-            is_sharpe[index] = ins[best, cols]
-            oos_sharpe[index] = best_oos
-            loss[index] = out_sum[best, cols] < 0.0
+        worst_a = _sharpe_from_sums(sum_a, sumsqs @ half_a, counts @ half_a)
+        worst_b = _sharpe_from_sums(sum_b, sumsqs @ half_b, counts @ half_b)
+        for convention in conventions:
+            if convention == "zero":
+                sharpe_a = np.where(np.isneginf(worst_a), 0.0, worst_a)
+                sharpe_b = np.where(np.isneginf(worst_b), 0.0, worst_b)
+            else:
+                sharpe_a, sharpe_b = worst_a, worst_b
+            for index, ins, outs, out_sum in (
+                (first[start:stop], sharpe_a, sharpe_b, sum_b),
+                (second[start:stop], sharpe_b, sharpe_a, sum_a),
+            ):
+                best = _choose(ins)
+                cols = np.arange(best.size)
+                best_oos = outs[best, cols]
+                omega = _omega(outs, best_oos, n_sets)
+                logits[convention][index] = np.log(omega / (1.0 - omega))
+                chosen[convention][index] = best
+                is_sharpe[convention][index] = ins[best, cols]
+                oos_sharpe[convention][index] = best_oos
+                loss[convention][index] = out_sum[best, cols] < 0.0
 
-    is_sharpe[np.isinf(is_sharpe)] = np.nan
-    oos_sharpe[np.isinf(oos_sharpe)] = np.nan
-    slope, intercept = _ols(is_sharpe, oos_sharpe)
-    return PboResult(
-        pbo=float(np.mean(logits <= 0.0)),
-        logits=logits,
-        n_combinations=n_combos,
-        n_blocks=n_blocks,
-        n_strategies=n_sets,
-        degradation_slope=slope,
-        degradation_intercept=intercept,
-        probability_of_loss=float(np.mean(loss)),
-        is_sharpe=is_sharpe,
-        oos_sharpe=oos_sharpe,
-        chosen=chosen,
-        flat_half=flat_half,
-    )
+    results: dict[FlatHalf, PboResult] = {}
+    for convention in conventions:
+        ins_c, oos_c = is_sharpe[convention], oos_sharpe[convention]
+        ins_c[np.isinf(ins_c)] = np.nan
+        oos_c[np.isinf(oos_c)] = np.nan
+        slope, intercept = _ols(ins_c, oos_c)
+        results[convention] = PboResult(
+            pbo=float(np.mean(logits[convention] <= 0.0)),
+            logits=logits[convention],
+            n_combinations=n_combos,
+            n_blocks=n_blocks,
+            n_strategies=n_sets,
+            degradation_slope=slope,
+            degradation_intercept=intercept,
+            probability_of_loss=float(np.mean(loss[convention])),
+            is_sharpe=ins_c,
+            oos_sharpe=oos_c,
+            chosen=chosen[convention],
+            flat_half=convention,
+        )
+    return results
 
 
 def block_boundaries(n_rows: int, n_blocks: int) -> IntArray:
@@ -756,6 +795,20 @@ def pbo_from_returns(
     Raises :class:`InvalidInputError` for a matrix that is not 2-D, has infinite values, fewer
     than 2 columns, or fewer rows than blocks, and for an odd ``n_blocks``.
     """
+    return pbo_from_blocks(
+        *blocks_from_returns(returns, n_blocks),
+        flat_half=flat_half,
+        max_chunk_elements=max_chunk_elements,
+    )
+
+
+def blocks_from_returns(
+    returns: npt.ArrayLike, n_blocks: int = DEFAULT_BLOCKS
+) -> tuple[FloatArray, FloatArray, FloatArray]:
+    """The per-set, per-block sum, sum of squares and count (each ``(N sets, S blocks)``) of a
+    T × N returns matrix cut into :func:`block_boundaries` blocks: the input of
+    :func:`pbo_from_blocks` and :func:`pbo_by_convention`. NaN returns are missing (left out
+    of sums and counts). Raises as :func:`pbo_from_returns`."""
     matrix = np.asarray(returns, dtype=np.float64)
     if matrix.ndim != 2:
         raise InvalidInputError(
@@ -775,10 +828,8 @@ def pbo_from_returns(
     present = ~np.isnan(matrix)
     filled = np.where(present, matrix, 0.0)
     starts = block_boundaries(n_rows, n_blocks)[:-1]
-    return pbo_from_blocks(
-        np.add.reduceat(filled, starts, axis=0).T,
-        np.add.reduceat(filled * filled, starts, axis=0).T,
-        np.add.reduceat(present.astype(np.float64), starts, axis=0).T,
-        flat_half=flat_half,
-        max_chunk_elements=max_chunk_elements,
+    return (
+        np.ascontiguousarray(np.add.reduceat(filled, starts, axis=0).T),
+        np.ascontiguousarray(np.add.reduceat(filled * filled, starts, axis=0).T),
+        np.ascontiguousarray(np.add.reduceat(present.astype(np.float64), starts, axis=0).T),
     )

@@ -18,8 +18,10 @@ from cryptota_core.research.statistics import (
     effective_observations,
     expected_max_sharpe,
     haircut_sharpe_ratio,
+    blocks_from_returns,
     minimum_track_record_length,
     null_sharpe_variance,
+    pbo_by_convention,
     pbo_from_blocks,
     pbo_from_returns,
     probabilistic_sharpe_ratio,
@@ -390,6 +392,11 @@ def test_pbo_flat_half_conventions_rank_a_set_that_does_not_trade() -> None:
     assert (zero.chosen == 0).all()
     assert zero.pbo == 0.0
     assert worst.pbo != zero.pbo
+    both = pbo_by_convention(*blocks_from_returns(r, 8), max_chunk_elements=40)
+    for one, result in ((worst, both["worst"]), (zero, both["zero"])):
+        np.testing.assert_array_equal(one.logits, result.logits)
+        np.testing.assert_array_equal(one.chosen, result.chosen)
+        assert one.flat_half == result.flat_half
 
 
 def test_null_sharpe_variance_is_the_spread_of_skill_less_sharpe_ratios() -> None:
