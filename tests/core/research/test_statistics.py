@@ -14,11 +14,11 @@ from cryptota_core.errors import InvalidInputError
 from cryptota_core.research.statistics import (
     DeflatedSharpe,
     block_boundaries,
+    blocks_from_returns,
     deflated_sharpe_ratio,
     effective_observations,
     expected_max_sharpe,
     haircut_sharpe_ratio,
-    blocks_from_returns,
     minimum_track_record_length,
     null_sharpe_variance,
     pbo_by_convention,
