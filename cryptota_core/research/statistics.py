@@ -11,9 +11,15 @@ statistics here say how much of the winner's Sharpe ratio survives that selectio
   (2014), "The Deflated Sharpe Ratio: Correcting for Selection Bias, Backtest Overfitting and
   Non-Normality", Journal of Portfolio Management 40(5): the PSR against the Sharpe ratio the
   best of N skill-less trials reaches by luck.
-- :func:`pbo_from_returns` and :func:`pbo_from_blocks` — Bailey, Borwein, López de Prado & Zhu
-  (2015), "The Probability of Backtest Overfitting", Journal of Computational Finance 20(4): the
-  probability of backtest overfitting (PBO) by combinatorially symmetric cross-validation (CSCV).
+- :func:`haircut_sharpe_ratio` — Harvey & Liu (2015), "Backtesting", Journal of Portfolio
+  Management 42(1): the Sharpe ratio left once its p-value is corrected for N tests
+  (Bonferroni); :func:`null_sharpe_variance`, the variance of a skill-less trial's Sharpe
+  estimate, which the optimisation's DSR uses as V; :func:`effective_observations`, the
+  autocorrelation-adjusted sample size.
+- :func:`pbo_from_returns`, :func:`pbo_from_blocks` and :func:`pbo_by_convention` — Bailey,
+  Borwein, López de Prado & Zhu (2015), "The Probability of Backtest Overfitting", Journal of
+  Computational Finance 20(4): the probability of backtest overfitting (PBO) by combinatorially
+  symmetric cross-validation (CSCV), with a tie tolerance and both flat-half conventions.
 
 Conventions, shared by every function here:
 
@@ -70,10 +76,11 @@ MAX_CHUNK_ELEMENTS = 1 << 20
 """Sets × combinations evaluated at once in :func:`pbo_from_blocks` (~100 MB of temporaries)."""
 
 PBO_RELATIVE_TOLERANCE = 1e-9
-"""Two Sharpe ratios within this relative distance (plus :data:`PBO_ABSOLUTE_TOLERANCE`) are a
-tie in CSCV: summing a year of 1m returns in another order moves a Sharpe ratio by ~1e-13
-relative at most (N·ε with N = 525,600), so sets that differ by less than 1e-9 are the same set
-for ranking, and the one with the lower index is chosen in sample whatever the summation order."""
+"""Two Sharpe ratios within this distance relative to the chosen set's (plus
+:data:`PBO_ABSOLUTE_TOLERANCE`) are a tie in CSCV: summing a year of 1m returns in another order
+moves a Sharpe ratio by at most about N·ε ≈ 6e-11 relative (N = 525,600), so sets that differ by
+less than 1e-9 are the same set for ranking, and the one with the lower index is chosen in sample
+whatever the summation order."""
 
 PBO_ABSOLUTE_TOLERANCE = 1e-12
 """The absolute part of the CSCV tie tolerance: per-period Sharpe ratios of about zero (a set that
