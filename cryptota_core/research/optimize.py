@@ -608,10 +608,13 @@ def optimization_key(
     objective: str,
     start: pd.Timestamp,
     end: pd.Timestamp,
+    min_trades: int = 0,
 ) -> str:
     """The deterministic key of one search over one series and window: searching again
-    replaces the stored one."""
-    identity = [
+    replaces the stored one. A search with another ``min_trades`` has other candidates, so
+    another key (0, the behaviour before the setting, keeps the keys stored before it); the
+    significance period changes only how the same winner is judged, so it is not part of it."""
+    identity: list[Any] = [
         exchange,
         symbol,
         interval,
@@ -621,5 +624,7 @@ def optimization_key(
         iso_utc(start),
         iso_utc(end),
     ]
+    if min_trades:
+        identity.append({"min_trades": min_trades})
     canonical = json.dumps(identity, sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(canonical.encode()).hexdigest()[:32]

@@ -114,6 +114,7 @@ class ResearchStore:
             objective=result.objective,
             start=sweep.candle_start,
             end=sweep.candle_end,
+            min_trades=result.settings.min_trades,
         )
         top = top_records(result.top)
         checks = {c.slug: c for c in result.rechecks}

@@ -18,6 +18,7 @@ from cryptota_core.research.optimize import (
     BrokerSettings,
     OptimizeSettings,
     blocks_for,
+    optimization_key,
     optimize,
 )
 from cryptota_core.research.plots import plot_heatmap
@@ -365,3 +366,22 @@ def test_blocks_shrink_with_short_data() -> None:
     assert blocks_for(90) == 16
     assert blocks_for(30) == 6
     assert blocks_for(5) == 2
+
+
+def test_a_search_with_other_candidates_is_stored_under_another_key() -> None:
+    """min_trades changes which sets compete, so it is part of the search's key; 0 (every set,
+    the behaviour before the setting) keeps the key stored before it existed."""
+    spec = SearchSpec(strategy="rsi", grid=RSI_GRID)
+    key = {
+        "exchange": "binance",
+        "symbol": "BTCUSDT",
+        "interval": "1h",
+        "spec": spec,
+        "objective": "sharpe_ratio",
+        "start": START,
+        "end": START + pd.Timedelta(days=90),
+    }
+    before = optimization_key(**key)  # type: ignore[arg-type]
+    assert optimization_key(**key, min_trades=0) == before  # type: ignore[arg-type]
+    assert optimization_key(**key, min_trades=5) != before  # type: ignore[arg-type]
+    assert optimization_key(**key, min_trades=5) != optimization_key(**key, min_trades=6)  # type: ignore[arg-type]
