@@ -18,8 +18,10 @@ The flow (DESIGN §4 ``parameter_optimization``):
    that found it (:mod:`.statistics`). All three are computed on returns **aggregated to a
    significance period** (a day by default): the sweep's blocks are periods of
    ``bars_per_period`` bars, and a period's return is the sum of its per-bar simple returns.
-   Per-bar returns at 1m are mostly zero and far from independent; treating 525,600 of them as
-   independent observations makes the winner of pure noise look significant.
+   Per-bar returns at 1m are mostly zero and not independent, so they are not the i.i.d.
+   observations the Sharpe ratio's standard error assumes; a day's sum is much closer to one.
+   Aggregation does not make a *selected* winner's PSR small on noise — selection does that,
+   and the DSR corrects for it (docs/research.md, "Significance").
 """
 
 from __future__ import annotations
