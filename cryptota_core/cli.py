@@ -26,6 +26,7 @@ from rich.table import Table
 
 from cryptota_core.backtest.broker import DEFAULT_BROKER, BrokerSettings
 from cryptota_core.cache import open_cache
+from cryptota_core.charts import ChartSubject
 from cryptota_core.display import format_metric, format_number
 from cryptota_core.errors import CryptotaError, InvalidInputError, NoDataError
 from cryptota_core.ingest import (
@@ -405,7 +406,7 @@ def backtest_command(
     if plot_path:
         from cryptota_core.backtest.plot import plot_backtest
 
-        plot_backtest(result, plot_path)
+        plot_backtest(result, plot_path, subject=ChartSubject.of(candles))
         console.print(f"plot written to {plot_path}")
     if as_json:
         print(json.dumps(result.to_dict(), allow_nan=False))
@@ -496,7 +497,7 @@ def optimize_command(
     if heatmap_path:
         from cryptota_core.research.plots import plot_heatmap
 
-        plot_heatmap(result, heatmap_path, heatmap_x, heatmap_y)
+        plot_heatmap(result, heatmap_path, heatmap_x, heatmap_y, subject=ChartSubject.of(candles))
         console.print(f"heatmap written to {heatmap_path}")
     if as_json:
         print(json.dumps(result.to_dict(), allow_nan=False))
@@ -632,7 +633,9 @@ def walk_forward_command(
     if plot_path:
         from cryptota_core.research.plots import plot_walk_forward
 
-        plot_walk_forward(result, plot_path)
+        plot_walk_forward(
+            result, plot_path, subject=ChartSubject.of(candles), close=candles.frame["close"]
+        )
         console.print(f"plot written to {plot_path}")
     if as_json:
         print(json.dumps(result.to_dict(), allow_nan=False))

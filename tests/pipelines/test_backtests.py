@@ -168,6 +168,9 @@ def test_every_param_set_on_both_symbols_is_one_run_and_a_rerun_keeps_one_result
         defined = [v for v in sharpes if v is not None]
         assert sharpes == sorted(defined, reverse=True) + [None] * (len(sharpes) - len(defined))
         assert "SYNTHETIC" in meta["data_warning"]
+    for meta in metadata.values():  # every partition shows its curve inline (< 1,000 chars)
+        assert meta["equity_preview"].startswith("![equity of ")
+        assert len(meta["equity_preview"]) < 1_000
     (best,) = [p for p, meta in metadata.items() if "equity_curve" in meta]
     assert metadata[best]["equity_curve"].startswith("![equity curve of")
     assert "(data:image/png;base64,iVBORw0KGgo" in metadata[best]["equity_curve"]
@@ -184,7 +187,16 @@ def test_every_param_set_on_both_symbols_is_one_run_and_a_rerun_keeps_one_result
     assert isinstance(leaderboard, TableMetadataValue) and leaderboard.schema is not None
     types = {column.name: column.type for column in leaderboard.schema.columns}
     assert types["sharpe_ratio"] == "float" and types["rank"] == "int"
-    assert types["trade_count"] == "int" and types["window_start"] == "datetime"
+    assert types["trade_count"] == "int" and types["note"] == "string"
+    assert len(types) <= 9  # chosen columns that fit the page; the full rows are JSON
+    rows = event.metadata["leaderboard_rows"].value
+    assert [r["run_key"] for r in rows] == list(board["run_key"])
+    assert {"window_start", "window_end", "engine", "equity_final", "params"} <= set(rows[0])
+    windows = event.metadata["windows"].value
+    assert f"- BTCUSDT 1h, SYNTHETIC candles: {board['window_start'].iloc[0]:%Y-%m-%d %H:%M}" in (
+        windows
+    )
+    assert "SYNTHETIC" in event.metadata["data_warning"].value
     order = ["symbol", "strategy", "rank", "slug"]
     shown = [tuple(r.data[c] for c in order) for r in leaderboard.records]
     assert shown == list(board[order].itertuples(index=False, name=None))

@@ -10,7 +10,6 @@ import pytest
 from cryptota_core.backtest.fast import run_fast_backtest
 from cryptota_core.errors import InvalidInputError
 from cryptota_core.research.drift import check_drift
-from cryptota_core.research.plots import plot_walk_forward
 from cryptota_core.research.search import SearchSpec
 from cryptota_core.research.walk_forward import splits, walk_forward
 from cryptota_core.strategies import get_strategy
@@ -96,14 +95,6 @@ def test_stitched_equity_chains_the_windows() -> None:
     assert run.equity.iloc[-1] / run.equity.iloc[warmup] - 1 == pytest.approx(
         first.out_sample_return, rel=1e-12
     )
-
-
-def test_plot_is_a_png(tmp_path: pytest.TempPathFactory) -> None:
-    result = walk_forward(
-        planted(3_000), SearchSpec(strategy="rsi", grid=RSI_GRID), interval="1h", windows=3
-    )
-    png = plot_walk_forward(result, tmp_path / "wf.png")  # type: ignore[operator]
-    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
 def test_drift_is_underperforming_the_walk_forward_expectation() -> None:
