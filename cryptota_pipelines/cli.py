@@ -61,7 +61,7 @@ def demo_command(days: int) -> None:
                          no_wrap=column == "slug")  # fmt: skip
     for name in HEADLINE_METRICS:
         table.add_column(name.replace("_", " "), justify="right")
-    table.add_column("note")
+    table.add_column("note", no_wrap=True)
     for row in board.itertuples(index=False):
         table.add_row(
             str(row.symbol),

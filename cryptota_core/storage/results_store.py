@@ -129,10 +129,10 @@ def leaderboard_note(metric: str, value: float | None, trades: Any, min_trades: 
     count = None if trades is None or pd.isna(trades) else int(trades)
     notes = []
     if count is not None and count < min_trades:
-        notes.append(f"few trades ({count} < {min_trades})")
+        notes.append(f"< {min_trades} trades")
     if value is None or not math.isfinite(value):
-        reason = "no trades, flat equity" if count == 0 else "returns without dispersion"
-        notes.append(f"{metric} undefined: {reason}")
+        reason = "no trades" if count == 0 else "returns without dispersion"
+        notes.append(f"{metric} undefined ({reason})")
     return "; ".join(notes)
 
 

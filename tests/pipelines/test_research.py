@@ -136,9 +136,9 @@ def test_research_assets_store_their_results_with_the_run_id(
         "window",
         "out_of_sample",
         "chosen",
-        "in_sample_score",
-        "out_sample_score",
-        "out_sample_return %",
+        "IS score",
+        "OOS score",
+        "OOS return %",
     }
 
 

@@ -42,7 +42,7 @@ from cryptota_core.backtest.runs import (
     run_many,
 )
 from cryptota_core.charts import ChartSubject, source_name
-from cryptota_core.display import metadata_key, metadata_number, readable_frame
+from cryptota_core.display import metadata_key, metadata_number
 from cryptota_core.numbers import finite_or_none
 from cryptota_core.storage.results_store import best_per_symbol
 from cryptota_pipelines.failures import (
@@ -51,7 +51,7 @@ from cryptota_pipelines.failures import (
     fail_fast_on_bad_input,
 )
 from cryptota_pipelines.keys import CANDLES_1M
-from cryptota_pipelines.metadata import frame_table, png_markdown
+from cryptota_pipelines.metadata import figures_table, png_markdown
 from cryptota_pipelines.partitions import (
     BACKTEST_PARTITIONS,
     SYMBOL_DIMENSION,
@@ -85,9 +85,6 @@ LEADERBOARD_TOP = 10
 """``strategy_leaderboard`` ranks by Sharpe ratio and keeps the best 10 per symbol and strategy."""
 
 _LEADERBOARD_SHOWN = [
-    "symbol",
-    "strategy",
-    "rank",
     "slug",
     "sharpe_ratio",
     "total_return",
@@ -95,8 +92,9 @@ _LEADERBOARD_SHOWN = [
     "trade_count",
     "note",
 ]
-"""The columns that fit the UI's page: what a row is and how it did. Its window, engine,
-win rate and final equity are in ``leaderboard_rows`` (every column, as JSON)."""
+"""The columns of a symbol's table that fit the UI's page: what a row is and how it did, best
+first per strategy (the slug starts with the strategy). Its rank, window, engine, win rate and final
+equity are in ``leaderboard_rows`` (every column, as JSON)."""
 
 
 @asset(
@@ -195,7 +193,7 @@ def run_summary(
         "interval": window.interval,
         "fingerprints": ", ".join(f"{symbol}:{fp}" for symbol, fp in fingerprints.items()),
         "exchange": ", ".join(exchanges),
-        "headline_metrics": frame_table(readable_frame(headline_frame(keys, runs))),
+        "headline_metrics": figures_table(headline_frame(keys, runs)),
     }
     if len(runs) > SUMMARY_ROWS:
         metadata["headline_shown"] = f"best {SUMMARY_ROWS} of {len(runs)} runs by Sharpe ratio"
@@ -260,11 +258,15 @@ def strategy_leaderboard(
 
 
 def leaderboard_metadata(board: pd.DataFrame) -> dict[str, Any]:
-    """The ranking as a sortable table of chosen columns (every column in ``leaderboard_rows``),
-    the windows it ranks, its size and each symbol's best parameter set."""
+    """The ranking as one sortable table per symbol of chosen columns (every column of every
+    row in ``leaderboard_rows``), the windows it ranks, its size and each symbol's best
+    parameter set."""
     min_trades = int(board.attrs.get("min_trades", 0))
     metadata: dict[str, Any] = {
-        "leaderboard": frame_table(readable_frame(board[_LEADERBOARD_SHOWN])),
+        **{
+            f"{symbol}/leaderboard": figures_table(rows[_LEADERBOARD_SHOWN])
+            for symbol, rows in board.groupby("symbol", sort=True)
+        },
         "windows": MetadataValue.md(windows_markdown(board)),
         "metric": LEADERBOARD_METRIC,
         "min_trades": MetadataValue.text(

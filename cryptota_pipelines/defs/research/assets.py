@@ -22,7 +22,7 @@ from dagster import (
 )
 
 from cryptota_core.charts import ChartSubject, figure_png
-from cryptota_core.display import metadata_key, metadata_number, readable_frame
+from cryptota_core.display import metadata_key, metadata_number
 from cryptota_core.numbers import finite_or_none
 from cryptota_core.research.plots import (
     has_heatmap,
@@ -44,7 +44,7 @@ from cryptota_pipelines.failures import (
     fail_fast_on_bad_input,
 )
 from cryptota_pipelines.keys import CANDLES_1M, PARAMETER_OPTIMIZATION
-from cryptota_pipelines.metadata import frame_table, png_markdown
+from cryptota_pipelines.metadata import figures_table, frame_table, png_markdown
 from cryptota_pipelines.partitions import SYMBOL_DIMENSION, symbol_partitions
 from cryptota_pipelines.resources import (
     CandleStoreResource,
@@ -174,7 +174,7 @@ def optimization_metadata(stored: list[StoredOptimization]) -> dict[str, Any]:
         "window": f"{best.result.sweep.candle_start} .. {best.result.sweep.candle_end}",
         "candle_fingerprint": best.candles.fingerprint,
         "combinations": sum(s.result.combinations for s in stored),
-        "top_sets": frame_table(readable_frame(pd.DataFrame(rows, columns=_TOP_SHOWN))),
+        "top_sets": figures_table(pd.DataFrame(rows, columns=_TOP_SHOWN)),
         "top_sets_rows": MetadataValue.json(full_rows),
         "dagster/row_count": len(rows),
     }
@@ -242,7 +242,7 @@ def walk_forward_metadata(stored: list[StoredWalkForward]) -> dict[str, Any]:
             f"out-of-sample equity of {best.result.strategy} (blue) and buy and hold (grey)",
         ),
         **summary,
-        "windows": frame_table(readable_frame(windows)),
+        "windows": figures_table(windows),
         "windows_rows": MetadataValue.json(
             [{"strategy": s.result.strategy, **s.result.to_dict()} for s in stored]
         ),

@@ -373,7 +373,7 @@ def test_leaderboard_ranks_runs_below_min_trades_after_the_others_and_says_so(
         save(store, make_result(slug=slug, metrics=metrics))
     plain = store.leaderboard("BTCUSDT", "rsi")
     assert list(plain["slug"]) == ["rsi-p7", "rsi-p14", "rsi-p28", "rsi-p21"]
-    assert list(plain["note"]) == ["", "", "", "sharpe_ratio undefined: no trades, flat equity"]
+    assert list(plain["note"]) == ["", "", "", "sharpe_ratio undefined (no trades)"]
 
     board = store.leaderboard("BTCUSDT", "rsi", min_trades=5)
     assert list(board["slug"]) == ["rsi-p14", "rsi-p28", "rsi-p7", "rsi-p21"]
@@ -381,8 +381,8 @@ def test_leaderboard_ranks_runs_below_min_trades_after_the_others_and_says_so(
     assert list(board["note"]) == [
         "",
         "",
-        "few trades (2 < 5)",
-        "few trades (0 < 5); sharpe_ratio undefined: no trades, flat equity",
+        "< 5 trades",
+        "< 5 trades; sharpe_ratio undefined (no trades)",
     ]
     assert board.attrs["min_trades"] == 5
     assert list(store.leaderboard("BTCUSDT", "rsi", min_trades=5, top=1)["slug"]) == ["rsi-p14"]
