@@ -136,7 +136,7 @@ def heatmap_preview_png(values: np.ndarray) -> bytes:
     eight shades, undefined cells white."""
     grid = np.asarray(values, dtype=np.float64)
     rows, cols = grid.shape
-    cell = max(1, min(PREVIEW_SIZE[0] // max(cols, 1), PREVIEW_SIZE[1] // max(rows, 1), 12))
+    cell = max(1, min(PREVIEW_SIZE[0] // max(cols, 1), 2 * PREVIEW_SIZE[1] // max(rows, 1), 16))
     finite = grid[np.isfinite(grid)]
     shades = 8
     palette = [(255, 255, 255)] + [
