@@ -127,6 +127,7 @@ def test_research_assets_store_their_results_with_the_run_id(
     (event,) = walked.get_asset_materialization_events()
     assert event.materialization.metadata["windows"].records
     assert "out_of_sample_equity" in event.materialization.metadata
+    assert event.materialization.metadata["rsi/walk_forward_efficiency_window_count"].value <= 3
 
 
 def _optimise_btcusdt(settings: Settings, instance: DagsterInstance) -> ExecuteInProcessResult:
