@@ -228,7 +228,12 @@ def walk_forward_metadata(stored: list[StoredWalkForward]) -> dict[str, Any]:
         result = item.result
         frames.append(windows_shown(item))
         stats = result.statistics
-        for name in ("oos_total_return", "walk_forward_efficiency", "profitable_windows"):
+        for name in (
+            "oos_total_return",
+            "walk_forward_efficiency",
+            "walk_forward_efficiency_window_count",
+            "profitable_windows",
+        ):
             summary[metadata_key(f"{result.strategy}/{name}")] = metadata_number(name, stats[name])
         summary[f"{result.strategy}/modal_slug"] = stats["modal_slug"]
         summary[f"{result.strategy}/run_key"] = item.run_key
