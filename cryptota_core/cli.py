@@ -26,7 +26,6 @@ from rich.table import Table
 
 from cryptota_core.backtest.broker import DEFAULT_BROKER, BrokerSettings
 from cryptota_core.cache import open_cache
-from cryptota_core.charts import ChartSubject
 from cryptota_core.display import format_metric, format_number
 from cryptota_core.errors import CryptotaError, InvalidInputError, NoDataError
 from cryptota_core.ingest import (
@@ -405,6 +404,7 @@ def backtest_command(
         console.print("served from the cache (identical run on identical candles)")
     if plot_path:
         from cryptota_core.backtest.plot import plot_backtest
+        from cryptota_core.charts import ChartSubject
 
         plot_backtest(result, plot_path, subject=ChartSubject.of(candles))
         console.print(f"plot written to {plot_path}")
@@ -495,6 +495,7 @@ def optimize_command(
         key = _research_store().save_optimization(result, lineage)
         console.print(f"stored as optimisation run {key}")
     if heatmap_path:
+        from cryptota_core.charts import ChartSubject
         from cryptota_core.research.plots import plot_heatmap
 
         plot_heatmap(result, heatmap_path, heatmap_x, heatmap_y, subject=ChartSubject.of(candles))
@@ -631,6 +632,7 @@ def walk_forward_command(
         key = _research_store().save_walk_forward(result, lineage)
         console.print(f"stored as walk-forward report {key}")
     if plot_path:
+        from cryptota_core.charts import ChartSubject
         from cryptota_core.research.plots import plot_walk_forward
 
         plot_walk_forward(
