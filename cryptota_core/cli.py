@@ -404,8 +404,9 @@ def backtest_command(
         console.print("served from the cache (identical run on identical candles)")
     if plot_path:
         from cryptota_core.backtest.plot import plot_backtest
+        from cryptota_core.charts import ChartSubject
 
-        plot_backtest(result, plot_path)
+        plot_backtest(result, plot_path, subject=ChartSubject.of(candles))
         console.print(f"plot written to {plot_path}")
     if as_json:
         print(json.dumps(result.to_dict(), allow_nan=False))
@@ -494,9 +495,10 @@ def optimize_command(
         key = _research_store().save_optimization(result, lineage)
         console.print(f"stored as optimisation run {key}")
     if heatmap_path:
+        from cryptota_core.charts import ChartSubject
         from cryptota_core.research.plots import plot_heatmap
 
-        plot_heatmap(result, heatmap_path, heatmap_x, heatmap_y)
+        plot_heatmap(result, heatmap_path, heatmap_x, heatmap_y, subject=ChartSubject.of(candles))
         console.print(f"heatmap written to {heatmap_path}")
     if as_json:
         print(json.dumps(result.to_dict(), allow_nan=False))
@@ -630,9 +632,12 @@ def walk_forward_command(
         key = _research_store().save_walk_forward(result, lineage)
         console.print(f"stored as walk-forward report {key}")
     if plot_path:
+        from cryptota_core.charts import ChartSubject
         from cryptota_core.research.plots import plot_walk_forward
 
-        plot_walk_forward(result, plot_path)
+        plot_walk_forward(
+            result, plot_path, subject=ChartSubject.of(candles), close=candles.frame["close"]
+        )
         console.print(f"plot written to {plot_path}")
     if as_json:
         print(json.dumps(result.to_dict(), allow_nan=False))
@@ -656,7 +661,8 @@ def walk_forward_command(
         f"{format_metric('total_return', stats['oos_total_return'])}, "
         f"Sharpe {format_number(stats['oos_sharpe_ratio'])}, max drawdown "
         f"{format_metric('max_drawdown', stats['oos_max_drawdown'])}; walk-forward efficiency "
-        f"{format_number(stats['walk_forward_efficiency'])}; "
+        f"{format_number(stats['walk_forward_efficiency'])} (median of "
+        f"{stats['walk_forward_efficiency_window_count']} windows); "
         f"{format_metric('win_rate', stats['profitable_windows'])} of windows profitable; most "
         f"chosen {stats['modal_slug']} ({format_metric('win_rate', stats['modal_slug_share'])} "
         "of windows)"

@@ -86,6 +86,13 @@ class Settings(BaseSettings):
         },
         description="Parameter grids (JSON) whose combinations become the param_sets partitions.",
     )
+    leaderboard_min_trades: int = Field(
+        default=5,
+        ge=0,
+        le=1_000_000,
+        description="Backtest runs with fewer trades rank after the runs with at least this many "
+        "in the leaderboard and are flagged there: a Sharpe ratio of a handful of trades is luck.",
+    )
     reoptimize_after_days: int = Field(
         default=1, gt=0, description="New days of candles that trigger a symbol's re-optimisation."
     )

@@ -189,6 +189,12 @@ class BacktestConfigResource(ConfigurableResource):
         description="Parameter grids per strategy (CRYPTOTA_STRATEGY_GRIDS); their combinations "
         "are the param_sets partitions.",
     )
+    leaderboard_min_trades: int = Field(
+        default=Settings.model_fields["leaderboard_min_trades"].default,
+        ge=0,
+        description="strategy_leaderboard ranks runs with fewer trades after the others and "
+        "flags them (CRYPTOTA_LEADERBOARD_MIN_TRADES).",
+    )
     reoptimize_after_days: int = Field(
         default=1,
         gt=0,
@@ -269,9 +275,16 @@ class ResearchConfigResource(ConfigurableResource):
     optimization_days: int = Field(default=90, gt=0, description="Optimisation window, days.")
     top: int = Field(default=10, gt=0, description="Best sets an optimisation keeps.")
     recheck: int = Field(default=3, ge=0, description="Best sets re-run on backtrader.")
-    min_trades: int = Field(default=5, ge=0, description="Fewest closed trades of a candidate.")
+    min_trades: int = Field(
+        default=Settings.model_fields["optimization_min_trades"].default,
+        ge=0,
+        description="Sets with fewer closed trades are not candidates "
+        "(CRYPTOTA_OPTIMIZATION_MIN_TRADES).",
+    )
     significance_period: str = Field(
-        default="1d", description="Period PSR, DSR and PBO aggregate returns to."
+        default=Settings.model_fields["optimization_significance_period"].default,
+        description="Period PSR, DSR and PBO aggregate returns to "
+        "(CRYPTOTA_OPTIMIZATION_SIGNIFICANCE_PERIOD).",
     )
     walk_forward_days: int = Field(default=180, gt=0, description="Walk-forward window, days.")
     windows: int = Field(default=5, gt=0, description="Walk-forward out-of-sample windows.")
@@ -338,6 +351,7 @@ def resources_from_settings(settings: Settings) -> dict[str, Any]:
             days=settings.backtest_days,
             strategy_grids=settings.strategy_grids,
             reoptimize_after_days=settings.reoptimize_after_days,
+            leaderboard_min_trades=settings.leaderboard_min_trades,
         ),
         # Step outputs of the jobs whose steps run elsewhere (distributed_backtest_job).
         "json_io_manager": JsonIOManager(),

@@ -246,8 +246,8 @@ class ResearchStore:
                 "out_sample_return": w.out_sample_return,
                 "out_sample_metrics": {
                     **w.out_sample_metrics,
-                    "in_sample_annual_return": w.in_sample_annual_return,
-                    "out_sample_annual_return": w.out_sample_annual_return,
+                    "in_sample_annual_log_return": w.in_sample_annual_log_return,
+                    "out_sample_annual_log_return": w.out_sample_annual_log_return,
                     "anchored": result.anchored,
                 },
                 "created_at": now,

@@ -112,7 +112,9 @@ def test_research_assets_store_their_results_with_the_run_id(
     assert (
         metadata["top_sets"].records and metadata["top_sets"].schema.columns[0].name == "strategy"
     )
-    assert "objective_heatmap" in metadata and "data_warning" in metadata
+    assert "rsi/objective_heatmap" in metadata and "data_warning" in metadata
+    assert len(metadata["rsi/heatmap_preview"].value) < 1_000  # shown inline by the UI
+    assert metadata["top_sets_rows"].value[0]["strategy"] == "rsi"
     signals = [
         e
         for e in optimised.get_asset_materialization_events()
@@ -132,6 +134,18 @@ def test_research_assets_store_their_results_with_the_run_id(
     (event,) = walked.get_asset_materialization_events()
     assert event.materialization.metadata["windows"].records
     assert "out_of_sample_equity" in event.materialization.metadata
+    assert len(event.materialization.metadata["equity_preview"].value) < 1_000
+    shown = {column.name for column in event.materialization.metadata["windows"].schema.columns}
+    assert shown == {
+        "strategy",
+        "window",
+        "out_of_sample",
+        "chosen",
+        "IS score",
+        "OOS score",
+        "OOS return %",
+    }
+    assert event.materialization.metadata["rsi/walk_forward_efficiency_window_count"].value <= 3
 
 
 def _optimise_btcusdt(settings: Settings, instance: DagsterInstance) -> ExecuteInProcessResult:
