@@ -115,6 +115,8 @@ def test_research_assets_store_their_results_with_the_run_id(
     assert "rsi/objective_heatmap" in metadata and "data_warning" in metadata
     assert len(metadata["rsi/heatmap_preview"].value) < 1_000  # shown inline by the UI
     assert metadata["top_sets_rows"].value[0]["strategy"] == "rsi"
+    assert metadata["rsi/sets"].value.endswith("trades and competed")
+    assert metadata["rsi/periods"].value.startswith("PSR/DSR/PBO over ")
     signals = [
         e
         for e in optimised.get_asset_materialization_events()

@@ -162,6 +162,17 @@ def optimization_metadata(stored: list[StoredOptimization]) -> dict[str, Any]:
         summary[f"{result.strategy}/score"] = metadata_number("score", result.best_score)
         summary[f"{result.strategy}/dsr"] = metadata_number("dsr", stats["dsr"])
         summary[f"{result.strategy}/pbo"] = metadata_number("pbo", stats["pbo"])
+        summary[f"{result.strategy}/pbo_flat_as_zero"] = metadata_number(
+            "pbo", stats.get("pbo_flat_as_zero")
+        )
+        summary[f"{result.strategy}/sets"] = MetadataValue.text(
+            f"{stats.get('eligible_sets', result.combinations):,} of {result.combinations:,} "
+            f"searched had at least {stats.get('min_trades', 0)} trades and competed"
+        )
+        summary[f"{result.strategy}/periods"] = MetadataValue.text(
+            f"PSR/DSR/PBO over {stats.get('effective_observations')} "
+            f"{stats.get('significance_period')} returns"
+        )
         summary[f"{result.strategy}/run_key"] = item.run_key
     best = max(
         stored,
