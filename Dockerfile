@@ -22,7 +22,7 @@ COPY cryptota_pipelines ./cryptota_pipelines
 RUN pip install .
 
 # The instance config (storage, run queue, pools, monitoring) and where to find the user code.
-COPY dagster.yaml ${DAGSTER_HOME}/dagster.yaml
+COPY deploy/dagster.yaml ${DAGSTER_HOME}/dagster.yaml
 COPY workspace.yaml ./workspace.yaml
 # What the Celery workers start with (`dagster-celery worker start -y celery.yaml`).
 COPY celery.yaml ./celery.yaml

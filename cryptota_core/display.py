@@ -155,5 +155,31 @@ def readable_frame(frame: pd.DataFrame) -> pd.DataFrame:
     return out
 
 
+COMPACT_LABELS: dict[str, str] = {
+    "sharpe_ratio": "Sharpe",
+    "total_return": "return",
+    "max_drawdown": "max DD",
+    "trade_count": "trades",
+    "win_rate": "win rate",
+    "in_sample_score": "IS score",
+    "out_sample_score": "OOS score",
+    "out_sample_return": "OOS return",
+}
+"""Column headers of UI tables, where the page is narrow: the header is what makes a column
+wide (numbers are short), and a table wider than its panel squeezes the slugs into four lines.
+The JSON beside each table keeps the metric names."""
+
+
+def compact_labels(frame: pd.DataFrame) -> pd.DataFrame:
+    """``frame`` (already :func:`readable_frame`) with :data:`COMPACT_LABELS` as headers, a
+    percent column keeping its `` %``."""
+
+    def label(name: str) -> str:
+        base, percent = (name[:-2], " %") if name.endswith(" %") else (name, "")
+        return COMPACT_LABELS.get(base, base) + percent
+
+    return frame.rename(columns=lambda name: label(str(name)))
+
+
 def _significant_or_nan(value: float) -> float:
     return significant(value) if pd.notna(value) else math.nan

@@ -18,7 +18,7 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict, Settin
 
 from cryptota_core.errors import ConfigError
 from cryptota_core.market.frame import parse_symbols
-from cryptota_core.market.intervals import parse_interval
+from cryptota_core.market.intervals import SIGNIFICANCE_PERIOD_MS, parse_interval
 from cryptota_core.redact import mask_url_password
 
 SourceName = Literal["auto", "binance", "archive", "synthetic"]
@@ -86,6 +86,13 @@ class Settings(BaseSettings):
         },
         description="Parameter grids (JSON) whose combinations become the param_sets partitions.",
     )
+    leaderboard_min_trades: int = Field(
+        default=5,
+        ge=0,
+        le=1_000_000,
+        description="Backtest runs with fewer trades rank after the runs with at least this many "
+        "in the leaderboard and are flagged there: a Sharpe ratio of a handful of trades is luck.",
+    )
     reoptimize_after_days: int = Field(
         default=1, gt=0, description="New days of candles that trigger a symbol's re-optimisation."
     )
@@ -114,6 +121,16 @@ class Settings(BaseSettings):
         default=90, gt=0, le=3650, description="Optimisation window: the last N full UTC days."
     )
     optimization_top: int = Field(default=10, gt=0, description="Best sets an optimisation keeps.")
+    optimization_min_trades: int = Field(
+        default=5,
+        ge=0,
+        description="Sets with fewer closed trades are dropped before an optimisation ranks and "
+        "counts its trials.",
+    )
+    optimization_significance_period: str = Field(
+        default="1d",
+        description="Period PSR, DSR and PBO aggregate returns to (1h, 1d, 1w, ...).",
+    )
     optimization_recheck: int = Field(
         default=3, ge=0, description="How many of the best sets re-run on backtrader."
     )
@@ -168,6 +185,13 @@ class Settings(BaseSettings):
     @classmethod
     def _parse_interval(cls, value: str) -> str:
         return parse_interval(value)
+
+    @field_validator("optimization_significance_period")
+    @classmethod
+    def _significance_period(cls, value: str) -> str:
+        if value not in SIGNIFICANCE_PERIOD_MS:
+            raise ValueError(f"use one of {', '.join(SIGNIFICANCE_PERIOD_MS)}")
+        return value
 
     @field_validator("database_url")
     @classmethod

@@ -61,6 +61,7 @@ def demo_command(days: int) -> None:
                          no_wrap=column == "slug")  # fmt: skip
     for name in HEADLINE_METRICS:
         table.add_column(name.replace("_", " "), justify="right")
+    table.add_column("note", no_wrap=True)
     for row in board.itertuples(index=False):
         table.add_row(
             str(row.symbol),
@@ -68,6 +69,7 @@ def demo_command(days: int) -> None:
             str(row.rank),
             str(row.slug),
             *(format_metric(name, getattr(row, name)) for name in HEADLINE_METRICS),
+            str(row.note),
         )
     out.print(table)
     out.print(optimization_table(result.optimizations, result.source))

@@ -126,7 +126,9 @@ def run_demo(settings: Settings, *, days: int = 30, on_stage: Stage | None = Non
                                  start, end)
         for symbol in symbols
     }  # fmt: skip
-    board = ResultsStore.from_url(settings.resolved_database_url).leaderboard(top=3)
+    board = ResultsStore.from_url(settings.resolved_database_url).leaderboard(
+        top=3, min_trades=settings.leaderboard_min_trades
+    )
     optimizations = ResearchStore.from_url(settings.resolved_database_url).latest_optimizations()
     return DemoResult(
         settings.source,

@@ -27,6 +27,7 @@ from dagster import (
 )
 from sqlalchemy import Table
 
+from cryptota_core.display import compact_labels, readable_frame
 from cryptota_core.numbers import finite_or_none
 
 _PYTHON_TYPES: dict[type, str] = {
@@ -74,6 +75,13 @@ def frame_table(frame: pd.DataFrame) -> TableMetadataValue:
         for row in frame.to_dict(orient="records")
     ]
     return MetadataValue.table(records=records, schema=schema)
+
+
+def figures_table(frame: pd.DataFrame) -> TableMetadataValue:
+    """A table of figures as people read it in the UI's narrow panel: percent, counts and four
+    significant digits (:func:`~cryptota_core.display.readable_frame`) under compact headers
+    (:func:`~cryptota_core.display.compact_labels`)."""
+    return frame_table(compact_labels(readable_frame(frame)))
 
 
 def _cell(value: Any) -> str | int | float | bool | None:

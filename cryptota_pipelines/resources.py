@@ -189,6 +189,12 @@ class BacktestConfigResource(ConfigurableResource):
         description="Parameter grids per strategy (CRYPTOTA_STRATEGY_GRIDS); their combinations "
         "are the param_sets partitions.",
     )
+    leaderboard_min_trades: int = Field(
+        default=Settings.model_fields["leaderboard_min_trades"].default,
+        ge=0,
+        description="strategy_leaderboard ranks runs with fewer trades after the others and "
+        "flags them (CRYPTOTA_LEADERBOARD_MIN_TRADES).",
+    )
     reoptimize_after_days: int = Field(
         default=1,
         gt=0,
@@ -306,6 +312,7 @@ def resources_from_settings(settings: Settings) -> dict[str, Any]:
             days=settings.backtest_days,
             strategy_grids=settings.strategy_grids,
             reoptimize_after_days=settings.reoptimize_after_days,
+            leaderboard_min_trades=settings.leaderboard_min_trades,
         ),
         # Step outputs of the jobs whose steps run elsewhere (distributed_backtest_job).
         "json_io_manager": JsonIOManager(),

@@ -16,17 +16,34 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
 from cryptota_core.backtest.result import BacktestResult
+from cryptota_core.charts import ChartSubject, figure_png, sparkline_png
 
 
-def plot_backtest(result: BacktestResult, path: str | Path) -> Path:
-    """Write ``result`` as a PNG to ``path`` (parent directories are created) and return it.
+def plot_backtest(result: BacktestResult, path: str | Path, *, subject: ChartSubject) -> Path:
+    """Write ``result`` as a PNG to ``path`` (parent directories are created) and return it."""
+    out = Path(path)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_bytes(backtest_png(result, subject=subject))
+    return out
+
+
+def backtest_preview_png(result: BacktestResult) -> bytes:
+    """The equity curve over buy and hold as an inline preview (:mod:`cryptota_core.charts`)."""
+    benchmark = result.benchmark.reindex(result.equity.index)
+    return sparkline_png(result.equity.to_numpy(), benchmark.to_numpy())
+
+
+def backtest_png(result: BacktestResult, *, subject: ChartSubject) -> bytes:
+    """The picture of ``result`` as PNG bytes."""
+    return figure_png(backtest_figure(result, subject=subject))
+
+
+def backtest_figure(result: BacktestResult, *, subject: ChartSubject) -> Figure:
+    """The picture of ``result``.
 
     Top panel: strategy equity and the buy-and-hold benchmark, with entries (▲) and exits (▼)
     marked at the equity of their fill bars. Bottom panel: drawdown of the equity from its
-    running peak, in percent."""
-    out = Path(path)
-    out.parent.mkdir(parents=True, exist_ok=True)
-
+    running peak, in percent. The title names the candles (:meth:`ChartSubject.caption`)."""
     equity = result.equity
     drawdown = (equity / equity.cummax() - 1.0) * 100.0
     x = pd.DatetimeIndex(equity.index).tz_convert("UTC").tz_localize(None)
@@ -46,21 +63,22 @@ def plot_backtest(result: BacktestResult, path: str | Path) -> Path:
     _mark(top, equity, result.trades["entry_time"], "^", "tab:green", "entry")
     closed = result.trades.loc[~result.trades["is_open"].astype(bool), "exit_time"]
     _mark(top, equity, closed, "v", "tab:red", "exit")
-    top.set_ylabel("equity")
+    top.set_ylabel("equity (quote currency)")
     top.set_title(
-        f"{result.strategy} {result.slug} · {result.interval} · {result.bars} candles · "
-        f"final {result.equity_final:,.2f}"
+        f"{result.slug} · {subject.caption(result.start, result.end)}\n"
+        f"{result.bars:,} candles · final equity {result.equity_final:,.2f} "
+        f"from {result.cash:,.2f} · {result.engine} engine",
+        fontsize="medium",
     )
     top.legend(loc="upper left", fontsize="small")
     top.grid(alpha=0.3)
 
     bottom.fill_between(x, drawdown.to_numpy(), 0.0, color="tab:red", alpha=0.3, lw=0)
     bottom.set_ylabel("drawdown %")
+    bottom.set_xlabel("time (UTC)")
     bottom.grid(alpha=0.3)
     bottom.xaxis.set_major_formatter(mdates.ConciseDateFormatter(bottom.xaxis.get_major_locator()))
-
-    fig.savefig(out, format="png")
-    return out
+    return fig
 
 
 def _mark(

@@ -74,8 +74,9 @@ def backtest_command(
         console.print("served from the cache (identical run on identical candles)")
     if plot_path:
         from cryptota_core.backtest.plot import plot_backtest
+        from cryptota_core.charts import ChartSubject
 
-        plot_backtest(result, plot_path)
+        plot_backtest(result, plot_path, subject=ChartSubject.of(candles))
         console.print(f"plot written to {plot_path}")
     if as_json:
         print(json.dumps(result.to_dict(), allow_nan=False))

@@ -312,9 +312,10 @@ def optimize_command(
         check=check,
     )
     if heatmap_path:
+        from cryptota_core.charts import ChartSubject
         from cryptota_core.research.plots import plot_heatmap
 
-        plot_heatmap(result, heatmap_path, heatmap_x, heatmap_y)
+        plot_heatmap(result, heatmap_path, heatmap_x, heatmap_y, subject=ChartSubject.of(candles))
         console.print(f"heatmap written to {heatmap_path}")
     if options.as_json:
         print(json.dumps(result.to_dict(), allow_nan=False))
@@ -437,9 +438,12 @@ def walk_forward_command(
         stored_as="walk-forward report",
     )
     if plot_path:
+        from cryptota_core.charts import ChartSubject
         from cryptota_core.research.plots import plot_walk_forward
 
-        plot_walk_forward(result, plot_path)
+        plot_walk_forward(
+            result, plot_path, subject=ChartSubject.of(candles), close=candles.frame["close"]
+        )
         console.print(f"plot written to {plot_path}")
     if options.as_json:
         print(json.dumps(result.to_dict(), allow_nan=False))
@@ -463,7 +467,8 @@ def walk_forward_command(
         f"{format_metric('total_return', stats['oos_total_return'])}, "
         f"Sharpe {format_number(stats['oos_sharpe_ratio'])}, max drawdown "
         f"{format_metric('max_drawdown', stats['oos_max_drawdown'])}; walk-forward efficiency "
-        f"{format_number(stats['walk_forward_efficiency'])}; "
+        f"{format_number(stats['walk_forward_efficiency'])} (median of "
+        f"{stats['walk_forward_efficiency_window_count']} windows); "
         f"{format_metric('win_rate', stats['profitable_windows'])} of windows profitable; most "
         f"chosen {stats['modal_slug']} ({format_metric('win_rate', stats['modal_slug_share'])} "
         "of windows)"

@@ -29,6 +29,10 @@ INTERVAL_MS: dict[str, int] = {
 }
 """Every supported interval and its length in milliseconds, shortest first."""
 
+SIGNIFICANCE_PERIOD_MS: dict[str, int] = {**INTERVAL_MS, "1w": 7 * INTERVAL_MS["1d"]}
+"""The periods an optimisation's significance statistics (PSR, DSR, PBO) can aggregate returns
+to: every candle interval, and a week (a fixed length, unlike a month)."""
+
 ROLLUP_INTERVALS: tuple[str, ...] = ("15m", "1h", "4h", "1d")
 """The aggregates the store keeps (continuous aggregates on TimescaleDB) above the 1m base."""
 

@@ -15,6 +15,11 @@ import pandas as pd
 from pydantic import BaseModel, Field
 
 from cryptota_core.backtest.runs import BacktestWindow, backtest_window
+from cryptota_core.research.optimize import (
+    DEFAULT_MIN_TRADES,
+    DEFAULT_SIGNIFICANCE_PERIOD,
+    OptimizeSettings,
+)
 from cryptota_core.research.search import DEFAULT_MAX_SETS, SearchSpec
 from cryptota_core.settings import Settings
 
@@ -31,6 +36,17 @@ class ResearchConfig(BaseModel):
     optimization_days: int = Field(default=90, gt=0, description="Optimisation window, days.")
     top: int = Field(default=10, gt=0, description="Best sets an optimisation keeps.")
     recheck: int = Field(default=3, ge=0, description="Best sets re-run on backtrader.")
+    min_trades: int = Field(
+        default=DEFAULT_MIN_TRADES,
+        ge=0,
+        description="Sets with fewer closed trades are not candidates "
+        "(CRYPTOTA_OPTIMIZATION_MIN_TRADES).",
+    )
+    significance_period: str = Field(
+        default=DEFAULT_SIGNIFICANCE_PERIOD,
+        description="Period PSR, DSR and PBO aggregate returns to "
+        "(CRYPTOTA_OPTIMIZATION_SIGNIFICANCE_PERIOD).",
+    )
     walk_forward_days: int = Field(default=180, gt=0, description="Walk-forward window, days.")
     windows: int = Field(default=5, gt=0, description="Walk-forward out-of-sample windows.")
     in_sample_ratio: float = Field(default=3.0, gt=0, description="In-sample / OOS length.")
@@ -54,6 +70,8 @@ class ResearchConfig(BaseModel):
                 "optimization_days": settings.optimization_days,
                 "top": settings.optimization_top,
                 "recheck": settings.optimization_recheck,
+                "min_trades": settings.optimization_min_trades,
+                "significance_period": settings.optimization_significance_period,
                 "walk_forward_days": settings.walk_forward_days,
                 "windows": settings.walk_forward_windows,
                 "in_sample_ratio": settings.walk_forward_in_sample_ratio,
@@ -61,6 +79,12 @@ class ResearchConfig(BaseModel):
                 "drift_days": settings.drift_days,
                 "drift_sigmas": settings.drift_sigmas,
             }
+        )
+
+    def optimize_settings(self) -> OptimizeSettings:
+        """The candidates' minimum trades and the significance period, validated."""
+        return OptimizeSettings(
+            min_trades=self.min_trades, significance_period=self.significance_period
         )
 
     def searches(self) -> list[SearchSpec]:

@@ -11,9 +11,15 @@ statistics here say how much of the winner's Sharpe ratio survives that selectio
   (2014), "The Deflated Sharpe Ratio: Correcting for Selection Bias, Backtest Overfitting and
   Non-Normality", Journal of Portfolio Management 40(5): the PSR against the Sharpe ratio the
   best of N skill-less trials reaches by luck.
-- :func:`pbo_from_returns` and :func:`pbo_from_blocks` — Bailey, Borwein, López de Prado & Zhu
-  (2015), "The Probability of Backtest Overfitting", Journal of Computational Finance 20(4): the
-  probability of backtest overfitting (PBO) by combinatorially symmetric cross-validation (CSCV).
+- :func:`haircut_sharpe_ratio` — Harvey & Liu (2015), "Backtesting", Journal of Portfolio
+  Management 42(1): the Sharpe ratio left once its p-value is corrected for N tests
+  (Bonferroni); :func:`null_sharpe_variance`, the variance of a skill-less trial's Sharpe
+  estimate, which the optimisation's DSR uses as V; :func:`effective_observations`, the
+  autocorrelation-adjusted sample size.
+- :func:`pbo_from_returns`, :func:`pbo_from_blocks` and :func:`pbo_by_convention` — Bailey,
+  Borwein, López de Prado & Zhu (2015), "The Probability of Backtest Overfitting", Journal of
+  Computational Finance 20(4): the probability of backtest overfitting (PBO) by combinatorially
+  symmetric cross-validation (CSCV), with a tie tolerance and both flat-half conventions.
 
 Conventions, shared by every function here:
 
@@ -37,6 +43,7 @@ import math
 from dataclasses import dataclass
 from itertools import combinations
 from statistics import NormalDist
+from typing import Literal
 
 import numpy as np
 import numpy.typing as npt
@@ -67,6 +74,24 @@ MAX_BLOCKS = 20
 
 MAX_CHUNK_ELEMENTS = 1 << 20
 """Sets × combinations evaluated at once in :func:`pbo_from_blocks` (~100 MB of temporaries)."""
+
+PBO_RELATIVE_TOLERANCE = 1e-9
+"""Two Sharpe ratios within this distance relative to the chosen set's (plus
+:data:`PBO_ABSOLUTE_TOLERANCE`) are a tie in CSCV: summing a year of 1m returns in another order
+moves a Sharpe ratio by at most about N·ε ≈ 6e-11 relative (N = 525,600), so sets that differ by
+less than 1e-9 are the same set for ranking, and the one with the lower index is chosen in sample
+whatever the summation order."""
+
+PBO_ABSOLUTE_TOLERANCE = 1e-12
+"""The absolute part of the CSCV tie tolerance: per-period Sharpe ratios of about zero (a set that
+barely moves) differ by rounding only below this."""
+
+FlatHalf = Literal["worst", "zero"]
+"""How CSCV ranks a set whose Sharpe ratio is undefined over a half (it did not trade there, so
+its returns have no dispersion): ``worst`` ranks it below every defined set, ``zero`` gives it
+the Sharpe ratio of its (zero) return."""
+
+FLAT_HALF_CONVENTIONS: tuple[FlatHalf, ...] = ("worst", "zero")
 
 _NORMAL = NormalDist()
 _KURTOSIS_TOLERANCE = 1e-9
@@ -198,6 +223,85 @@ def minimum_track_record_length(
     return 1.0 + variance_term * (z / (sharpe - benchmark)) ** 2
 
 
+def haircut_sharpe_ratio(
+    sharpe: float, n_obs: int, skew: float, kurtosis: float, n_trials: int
+) -> float:
+    """The Sharpe ratio left after correcting its significance for ``n_trials`` tests
+    (Harvey & Liu 2015, "Backtesting", Journal of Portfolio Management 42(1), Bonferroni form):
+    the one-sided p-value of SR > 0, ``p = 1 − PSR(0)``, becomes ``p* = min(1, N·p)``, and the
+    haircut Sharpe ratio is ``SR · Φ⁻¹(1 − p*) / Φ⁻¹(1 − p)`` — the Sharpe ratio whose
+    single-test significance equals the multiple-test significance of ``sharpe``.
+
+    Per-period like ``sharpe``; 0 when nothing survives (``p* ≥ 1/2``, and for ``sharpe ≤ 0``);
+    NaN for NaN input. Unlike the DSR it does not depend on the spread of the trials' Sharpe
+    ratios, so a search whose spread comes from costs still gets a usable number. Bonferroni
+    with N counted as independent is conservative for correlated trials (Harvey & Liu). Raises
+    :class:`InvalidInputError` for ``n_obs < 2`` or ``n_trials < 1``.
+    """
+    if n_trials < 1:
+        raise InvalidInputError(
+            f"n_trials={n_trials}: pass the number of parameter sets tried, at least 1"
+        )
+    psr = probabilistic_sharpe_ratio(sharpe, n_obs, skew, kurtosis)
+    if math.isnan(psr):
+        return math.nan
+    if sharpe <= 0.0 or psr <= 0.5:
+        return 0.0
+    p = 1.0 - psr
+    if p <= 0.0:  # Φ rounded to 1: beyond any correction that N can make
+        return sharpe
+    adjusted = min(1.0, n_trials * p)
+    if adjusted >= 0.5:
+        return 0.0
+    return sharpe * _NORMAL.inv_cdf(1.0 - adjusted) / _NORMAL.inv_cdf(1.0 - p)
+
+
+def null_sharpe_variance(n_obs: int) -> float:
+    """``1 / (n − 1)``: the variance of a per-period Sharpe estimate over ``n_obs`` returns when
+    the true Sharpe ratio is 0 (Bailey & López de Prado 2012's ``(1 − γ3·SR + (γ4 − 1)/4·SR²) /
+    (n − 1)`` at SR = 0, whatever the skew and tails). The spread of N skill-less trials' Sharpe
+    ratios is this sampling noise alone — the premise of Bailey, Borwein, López de Prado & Zhu
+    (2014), "Pseudo-Mathematics and Financial Charlatanism", Notices of the AMS 61(5), whose
+    minimum backtest length takes exactly this variance. NaN under two returns."""
+    if n_obs < 2:
+        return math.nan
+    return 1.0 / (n_obs - 1)
+
+
+@dataclass(frozen=True)
+class EffectiveObservations:
+    """How many independent returns a series is worth."""
+
+    n_obs: int
+    """The returns (NaN dropped): what PSR and DSR take as n."""
+    autocorrelation: float
+    """ρ1, the lag-1 autocorrelation of the returns; NaN under three returns or without
+    dispersion."""
+    adjusted: float
+    """``n · (1 − ρ1) / (1 + ρ1)``: the effective sample size of the mean of an AR(1) series
+    (ρ1 clipped to ±0.99); a positive ρ1 makes the series worth fewer returns. NaN with ρ1."""
+
+
+def effective_observations(returns: npt.ArrayLike) -> EffectiveObservations:
+    """The number of returns and their autocorrelation-adjusted count (AR(1) approximation),
+    for a reader to judge whether n is as independent as PSR assumes."""
+    r = np.asarray(returns, dtype=np.float64).ravel()
+    r = r[~np.isnan(r)]
+    n = int(r.size)
+    rho = math.nan
+    if n >= 3:
+        centred = r - r.mean()
+        denominator = float(centred @ centred)
+        if denominator > ZERO_DISPERSION * ZERO_DISPERSION * n * float(np.abs(r).max()) ** 2:
+            rho = float(centred[1:] @ centred[:-1]) / denominator
+    if math.isnan(rho):
+        return EffectiveObservations(n_obs=n, autocorrelation=math.nan, adjusted=math.nan)
+    clipped = min(0.99, max(-0.99, rho))
+    return EffectiveObservations(
+        n_obs=n, autocorrelation=rho, adjusted=n * (1.0 - clipped) / (1.0 + clipped)
+    )
+
+
 # --------------------------------------------------------------------------------------------
 # Deflated Sharpe ratio (Bailey & López de Prado 2014)
 # --------------------------------------------------------------------------------------------
@@ -279,7 +383,8 @@ class DeflatedSharpe:
     n_trials: int
     """N: the defined trial Sharpe ratios, or the caller's ``n_trials``."""
     sharpe_variance: float
-    """V: the variance (ddof=1) of the defined trial Sharpe ratios."""
+    """V: the variance (ddof=1) of the defined trial Sharpe ratios, or the caller's
+    ``variance``."""
     significant: bool
     """``dsr > SIGNIFICANCE`` (0.95); False when ``dsr`` is NaN."""
     n_obs: int
@@ -295,6 +400,7 @@ def deflated_sharpe_ratio(
     trial_sharpes: npt.ArrayLike,
     *,
     n_trials: int | None = None,
+    variance: float | None = None,
 ) -> DeflatedSharpe:
     """Deflated Sharpe ratio of the winner of a search (Bailey & López de Prado 2014, eq. 1):
     the PSR of its returns against ``SR0 = expected_max_sharpe(N, V)``, the Sharpe ratio the
@@ -311,6 +417,10 @@ def deflated_sharpe_ratio(
             *independent* trials when the grid's trials are correlated (the paper estimates it
             by clustering), or a count that includes earlier searches. V is still taken from
             ``trial_sharpes``.
+        variance: V, to override the cross-sectional variance of ``trial_sharpes`` — e.g.
+            :func:`null_sharpe_variance` of the winner's length, the sampling variance of a
+            skill-less trial's Sharpe estimate, when the trials' spread is not luck (costs
+            that differ between sets widen it without making any of them lucky).
 
     Degenerate but legitimate inputs never raise: one trial gives SR0 = 0 and DSR = PSR(0);
     trials that all have the same Sharpe ratio (V = 0) give SR0 = 0 too; fewer than two defined
@@ -330,7 +440,12 @@ def deflated_sharpe_ratio(
             f"n_trials={n_trials}: pass the number of (independent) trials, at least 1, or "
             "None to count the defined trial Sharpe ratios"
         )
-    variance = sharpe_variance(trials)
+    if variance is not None and not variance >= 0.0:
+        raise InvalidInputError(
+            f"variance={variance}: pass the variance of a trial's per-period Sharpe ratio, 0 "
+            "or more, or None for the variance across trial_sharpes"
+        )
+    variance = sharpe_variance(trials) if variance is None else float(variance)
     n = int(np.count_nonzero(~np.isnan(trials))) if n_trials is None else int(n_trials)
     benchmark = expected_max_sharpe(n, variance) if n >= 1 else math.nan
     sharpe, skew, kurtosis, n_obs = _return_moments(returns_of_winner)
@@ -390,6 +505,8 @@ class PboResult:
     """Its out-of-sample Sharpe ratio per combination (NaN where undefined)."""
     chosen: IntArray
     """The chosen set's index (row of the block arrays, column of the returns) per combination."""
+    flat_half: FlatHalf = "worst"
+    """How a set without a Sharpe ratio over a half was ranked (:data:`FlatHalf`)."""
 
 
 def _check_blocks_and_sets(n_blocks: int, n_strategies: int) -> None:
@@ -449,11 +566,48 @@ def _ols(x: FloatArray, y: FloatArray) -> tuple[float, float]:
     return slope, float(y.mean()) - slope * float(x.mean())
 
 
+def _check_flat_half(flat_half: str) -> None:
+    if flat_half not in FLAT_HALF_CONVENTIONS:
+        raise InvalidInputError(
+            f"flat_half={flat_half!r}: use 'worst' (a half without a Sharpe ratio ranks last) "
+            "or 'zero' (it ranks as its zero return)"
+        )
+
+
+def _tolerance(values: FloatArray) -> FloatArray:
+    """The CSCV tie tolerance around each of ``values`` (0 scale where a value is infinite)."""
+    scale = np.where(np.isfinite(values), np.abs(values), 0.0)
+    return PBO_RELATIVE_TOLERANCE * scale + PBO_ABSOLUTE_TOLERANCE
+
+
+def _choose(ins: FloatArray) -> IntArray:
+    """Per column, the lowest row whose value is within the tie tolerance of the column's
+    maximum: the in-sample choice that no summation order can change."""
+    top = ins.max(axis=0)
+    near = ins >= top - _tolerance(top)
+    return np.argmax(near, axis=0).astype(np.int64)
+
+
+def _omega(outs: FloatArray, chosen_oos: FloatArray, n_sets: int) -> FloatArray:
+    """``rank / (N + 1)`` of ``chosen_oos`` among each column of ``outs`` (ascending; values
+    within the tie tolerance of ``chosen_oos`` tie with it and share the average rank)."""
+    tol = _tolerance(chosen_oos)
+    with np.errstate(invalid="ignore"):
+        below = np.count_nonzero(outs < chosen_oos - tol, axis=0)
+        tied = np.count_nonzero(np.abs(outs - chosen_oos) <= tol, axis=0)
+    undefined = ~np.isfinite(chosen_oos)
+    if undefined.any():  # chosen without an OOS Sharpe ratio: tied with every set without one
+        tied[undefined] = np.count_nonzero(outs[:, undefined] == chosen_oos[undefined], axis=0)
+        below[undefined] = 0
+    return (below + (tied + 1) / 2.0) / (n_sets + 1)
+
+
 def pbo_from_blocks(
     block_sum: npt.ArrayLike,
     block_sumsq: npt.ArrayLike,
     block_count: npt.ArrayLike,
     *,
+    flat_half: FlatHalf = "worst",
     max_chunk_elements: int = MAX_CHUNK_ELEMENTS,
 ) -> PboResult:
     """Probability of backtest overfitting by CSCV (Bailey, Borwein, López de Prado & Zhu 2015,
@@ -465,6 +619,9 @@ def pbo_from_blocks(
         block_sumsq: the same shape: the sum of the squared per-bar returns.
         block_count: the same shape, or (S,) when every set has the same bars: the number of
             returns in each block.
+        flat_half: how a set whose Sharpe ratio is undefined over a half is ranked there
+            (:data:`FlatHalf`): ``worst`` (below every defined set) or ``zero`` (as a Sharpe
+            ratio of 0, what not trading earns).
         max_chunk_elements: sets × combinations evaluated at once; bounds memory (each chunk
             allocates about a dozen float64 arrays of this many elements).
 
@@ -478,14 +635,42 @@ def pbo_from_blocks(
 
     Choices the paper leaves open: a set whose Sharpe ratio is undefined over a union of blocks
     (fewer than two returns, or zero dispersion, e.g. it never traded) ranks below every defined
-    one — IS it is never chosen while any set is defined, OOS it shares the bottom ranks. A tie
-    for the IS best goes to the lowest set index. Blocks may differ in size (the last block of a
-    sweep is usually shorter); each combination then just has unequal halves.
+    one with ``flat_half="worst"`` — IS it is never chosen while any set is defined, OOS it
+    shares the bottom ranks — and as a Sharpe ratio of 0 with ``flat_half="zero"`` (then a flat
+    half beats every losing set, and a set flat in sample can be chosen when all others lose).
+    Sharpe ratios within :data:`PBO_RELATIVE_TOLERANCE` (relative) plus
+    :data:`PBO_ABSOLUTE_TOLERANCE` of each other tie: the IS best among near-ties is the lowest
+    set index, and OOS ties share their average rank, so rounding in the order of summation
+    never changes the result. Blocks may differ in size (the last block of a sweep is usually
+    shorter); each combination then just has unequal halves.
 
     Raises :class:`InvalidInputError` for arrays of other shapes, fewer than 2 sets, an odd S or
-    S > :data:`MAX_BLOCKS`, NaN or infinite sums, negative or fractional counts, or negative sums
-    of squares.
+    S > :data:`MAX_BLOCKS`, NaN or infinite sums, negative or fractional counts, negative sums
+    of squares, or an unknown ``flat_half``.
     """
+    _check_flat_half(flat_half)
+    arrays = _checked_blocks(block_sum, block_sumsq, block_count)
+    return _cscv(*arrays, (flat_half,), max_chunk_elements)[flat_half]
+
+
+def pbo_by_convention(
+    block_sum: npt.ArrayLike,
+    block_sumsq: npt.ArrayLike,
+    block_count: npt.ArrayLike,
+    *,
+    max_chunk_elements: int = MAX_CHUNK_ELEMENTS,
+) -> dict[FlatHalf, PboResult]:
+    """:func:`pbo_from_blocks` under both flat-half conventions (``worst`` and ``zero``), in one
+    pass over the combinations: the halves' sums and Sharpe ratios, most of the cost, are
+    shared. Same arguments and errors as :func:`pbo_from_blocks`."""
+    arrays = _checked_blocks(block_sum, block_sumsq, block_count)
+    return _cscv(*arrays, FLAT_HALF_CONVENTIONS, max_chunk_elements)
+
+
+def _checked_blocks(
+    block_sum: npt.ArrayLike, block_sumsq: npt.ArrayLike, block_count: npt.ArrayLike
+) -> tuple[FloatArray, FloatArray, FloatArray]:
+    """The three block arrays as float64, after every check :func:`pbo_from_blocks` names."""
     sums = _as_block_array("block_sum", block_sum)
     sumsqs = _as_block_array("block_sumsq", block_sumsq)
     counts = _as_block_array("block_count", block_count)
@@ -511,6 +696,18 @@ def pbo_from_blocks(
             "block_sumsq has negative values: pass the sum of the squared returns of each block"
         )
 
+    return sums, sumsqs, counts
+
+
+def _cscv(
+    sums: FloatArray,
+    sumsqs: FloatArray,
+    counts: FloatArray,
+    conventions: tuple[FlatHalf, ...],
+    max_chunk_elements: int,
+) -> dict[FlatHalf, PboResult]:
+    """CSCV over checked block arrays, one :class:`PboResult` per flat-half convention."""
+    n_sets, n_blocks = sums.shape
     # CSCV is symmetric: the out-of-sample half of a combination is the in-sample half of its
     # complement. Each pair is evaluated once, from the combination that holds block 0.
     combos = list(combinations(range(n_blocks), n_blocks // 2))
@@ -523,50 +720,59 @@ def pbo_from_blocks(
         halves[row, list(combos[i])] = 1.0
 
     n_combos = len(combos)
-    logits = np.empty(n_combos)
-    chosen = np.empty(n_combos, dtype=np.int64)
-    is_sharpe = np.empty(n_combos)
-    oos_sharpe = np.empty(n_combos)
-    loss = np.empty(n_combos, dtype=bool)
+    logits = {c: np.empty(n_combos) for c in conventions}
+    chosen = {c: np.empty(n_combos, dtype=np.int64) for c in conventions}
+    is_sharpe = {c: np.empty(n_combos) for c in conventions}
+    oos_sharpe = {c: np.empty(n_combos) for c in conventions}
+    loss = {c: np.empty(n_combos, dtype=bool) for c in conventions}
     step = max(1, int(max_chunk_elements) // n_sets)
     for start in range(0, len(first), step):
         stop = min(start + step, len(first))
         half_a, half_b = halves[start:stop].T, 1.0 - halves[start:stop].T
         sum_a, sum_b = sums @ half_a, sums @ half_b
-        sharpe_a = _sharpe_from_sums(sum_a, sumsqs @ half_a, counts @ half_a)
-        sharpe_b = _sharpe_from_sums(sum_b, sumsqs @ half_b, counts @ half_b)
-        for index, ins, outs, out_sum in (
-            (first[start:stop], sharpe_a, sharpe_b, sum_b),
-            (second[start:stop], sharpe_b, sharpe_a, sum_a),
-        ):
-            best = np.argmax(ins, axis=0)
-            cols = np.arange(best.size)
-            best_oos = outs[best, cols]
-            below = np.count_nonzero(outs < best_oos, axis=0)
-            tied = np.count_nonzero(outs == best_oos, axis=0)
-            omega = (below + (tied + 1) / 2.0) / (n_sets + 1)
-            logits[index] = np.log(omega / (1.0 - omega))
-            chosen[index] = best
-            is_sharpe[index] = ins[best, cols]
-            oos_sharpe[index] = best_oos
-            loss[index] = out_sum[best, cols] < 0.0
+        worst_a = _sharpe_from_sums(sum_a, sumsqs @ half_a, counts @ half_a)
+        worst_b = _sharpe_from_sums(sum_b, sumsqs @ half_b, counts @ half_b)
+        for convention in conventions:
+            if convention == "zero":
+                sharpe_a = np.where(np.isneginf(worst_a), 0.0, worst_a)
+                sharpe_b = np.where(np.isneginf(worst_b), 0.0, worst_b)
+            else:
+                sharpe_a, sharpe_b = worst_a, worst_b
+            for index, ins, outs, out_sum in (
+                (first[start:stop], sharpe_a, sharpe_b, sum_b),
+                (second[start:stop], sharpe_b, sharpe_a, sum_a),
+            ):
+                best = _choose(ins)
+                cols = np.arange(best.size)
+                best_oos = outs[best, cols]
+                omega = _omega(outs, best_oos, n_sets)
+                logits[convention][index] = np.log(omega / (1.0 - omega))
+                chosen[convention][index] = best
+                is_sharpe[convention][index] = ins[best, cols]
+                oos_sharpe[convention][index] = best_oos
+                loss[convention][index] = out_sum[best, cols] < 0.0
 
-    is_sharpe[np.isinf(is_sharpe)] = np.nan
-    oos_sharpe[np.isinf(oos_sharpe)] = np.nan
-    slope, intercept = _ols(is_sharpe, oos_sharpe)
-    return PboResult(
-        pbo=float(np.mean(logits <= 0.0)),
-        logits=logits,
-        n_combinations=n_combos,
-        n_blocks=n_blocks,
-        n_strategies=n_sets,
-        degradation_slope=slope,
-        degradation_intercept=intercept,
-        probability_of_loss=float(np.mean(loss)),
-        is_sharpe=is_sharpe,
-        oos_sharpe=oos_sharpe,
-        chosen=chosen,
-    )
+    results: dict[FlatHalf, PboResult] = {}
+    for convention in conventions:
+        ins_c, oos_c = is_sharpe[convention], oos_sharpe[convention]
+        ins_c[np.isinf(ins_c)] = np.nan
+        oos_c[np.isinf(oos_c)] = np.nan
+        slope, intercept = _ols(ins_c, oos_c)
+        results[convention] = PboResult(
+            pbo=float(np.mean(logits[convention] <= 0.0)),
+            logits=logits[convention],
+            n_combinations=n_combos,
+            n_blocks=n_blocks,
+            n_strategies=n_sets,
+            degradation_slope=slope,
+            degradation_intercept=intercept,
+            probability_of_loss=float(np.mean(loss[convention])),
+            is_sharpe=ins_c,
+            oos_sharpe=oos_c,
+            chosen=chosen[convention],
+            flat_half=convention,
+        )
+    return results
 
 
 def block_boundaries(n_rows: int, n_blocks: int) -> IntArray:
@@ -580,6 +786,7 @@ def pbo_from_returns(
     returns: npt.ArrayLike,
     n_blocks: int = DEFAULT_BLOCKS,
     *,
+    flat_half: FlatHalf = "worst",
     max_chunk_elements: int = MAX_CHUNK_ELEMENTS,
 ) -> PboResult:
     """Probability of backtest overfitting by CSCV from a T × N matrix of per-bar returns (rows
@@ -589,11 +796,26 @@ def pbo_from_returns(
     The rows are split into ``n_blocks`` contiguous blocks of (nearly) equal size
     (:func:`block_boundaries`); each block's per-set sum, sum of squares and count of returns go
     to :func:`pbo_from_blocks`, which does the rest — one implementation for both forms. NaN
-    returns are missing bars (left out of the sums and the counts).
+    returns are missing bars (left out of the sums and the counts). ``flat_half``: as in
+    :func:`pbo_from_blocks`.
 
     Raises :class:`InvalidInputError` for a matrix that is not 2-D, has infinite values, fewer
     than 2 columns, or fewer rows than blocks, and for an odd ``n_blocks``.
     """
+    return pbo_from_blocks(
+        *blocks_from_returns(returns, n_blocks),
+        flat_half=flat_half,
+        max_chunk_elements=max_chunk_elements,
+    )
+
+
+def blocks_from_returns(
+    returns: npt.ArrayLike, n_blocks: int = DEFAULT_BLOCKS
+) -> tuple[FloatArray, FloatArray, FloatArray]:
+    """The per-set, per-block sum, sum of squares and count (each ``(N sets, S blocks)``) of a
+    T × N returns matrix cut into :func:`block_boundaries` blocks: the input of
+    :func:`pbo_from_blocks` and :func:`pbo_by_convention`. NaN returns are missing (left out
+    of sums and counts). Raises as :func:`pbo_from_returns`."""
     matrix = np.asarray(returns, dtype=np.float64)
     if matrix.ndim != 2:
         raise InvalidInputError(
@@ -613,9 +835,8 @@ def pbo_from_returns(
     present = ~np.isnan(matrix)
     filled = np.where(present, matrix, 0.0)
     starts = block_boundaries(n_rows, n_blocks)[:-1]
-    return pbo_from_blocks(
-        np.add.reduceat(filled, starts, axis=0).T,
-        np.add.reduceat(filled * filled, starts, axis=0).T,
-        np.add.reduceat(present.astype(np.float64), starts, axis=0).T,
-        max_chunk_elements=max_chunk_elements,
+    return (
+        np.ascontiguousarray(np.add.reduceat(filled, starts, axis=0).T),
+        np.ascontiguousarray(np.add.reduceat(filled * filled, starts, axis=0).T),
+        np.ascontiguousarray(np.add.reduceat(present.astype(np.float64), starts, axis=0).T),
     )

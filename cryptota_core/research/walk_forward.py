@@ -4,17 +4,31 @@ The candles are cut into ``windows`` consecutive out-of-sample (OOS) windows of 
 each preceded by its in-sample (IS) window: ``in_sample_ratio`` times as long (rolling), or
 everything from the first candle (anchored). In each IS window the grid is swept
 (:func:`~cryptota_core.research.optimize.optimize` without re-checks) and the winner by the
-objective is then backtested on the following OOS window on the fast engine — from flat, with the
-winner's warm-up bars before the window as its only history, exactly as ``cryptota backtest``
-would run it there. No OOS candle ever influences a choice.
+objective then trades the following OOS window on the fast engine, as a practitioner would run
+it (:func:`out_of_sample_run`):
+
+* **warm-up on all earlier candles**: the winner's indicators are computed on every candle from
+  the first one loaded up to the window's end, so at the window's start they are what they
+  would be live (all earlier candles are known then), not restarted ``period`` bars before it;
+* **flat at the start**: the first decision is taken at the close of the last IS bar (when the
+  IS window, and so the choice, is complete), so the first possible fill is the window's first
+  open; the OOS equity starts at the cash at that close;
+* **flat at the end**: a position still open at the window's last close is sold there, at
+  ``close × (1 − slippage)`` floored at the bar's low (the engine's slippage rule for a market
+  sell), paying its commission; so a window that never trades returns exactly 0, and the next
+  window starts flat, as the first one does.
+
+No candle after a window's end ever influences that window.
 
 What it reports:
 
-* per window: the winner, its IS score and annual return, its OOS metrics;
+* per window: the winner, its IS score and annualised log return, its OOS metrics and
+  annualised log return (never a CAGR: compounding a one-week window to a year blows up);
 * the **stitched OOS equity curve**: each window's OOS equity, chained so each starts where the
   previous ended (what trading the walk-forward would have earned);
-* **walk-forward efficiency** (Pardo): mean annualised OOS return ÷ mean annualised IS return of
-  the chosen sets — near 1 when OOS holds up, ≤ 0 when the IS edge does not survive;
+* **walk-forward efficiency** (Pardo): the median over windows of OOS annualised log return ÷ IS
+  annualised log return (:func:`walk_forward_efficiency`), near 1 when OOS holds up, ≤ 0 when
+  the IS edge does not survive, with the number of windows it is computed over;
 * **parameter stability**: per parameter, how many distinct values the windows chose and the
   share of windows that chose the most common one (1.0: the same value every time).
 """
@@ -31,16 +45,21 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from cryptota_core.backtest.fast import run_fast_backtest
+from cryptota_core.backtest.engine import trades_from_fills
+from cryptota_core.backtest.fast import run_fast_backtest, signals, supports
 from cryptota_core.backtest.inputs import prepare_candles
+from cryptota_core.backtest.kernels.broker import STATUS_FILLED, simulate_long_nb
 from cryptota_core.backtest.result import iso_utc
 from cryptota_core.errors import InvalidInputError
-from cryptota_core.market.intervals import interval_timedelta
+from cryptota_core.market.intervals import interval_timedelta, periods_per_year
 from cryptota_core.metrics import compute_metrics
 from cryptota_core.numbers import finite_or_none
 from cryptota_core.research.optimize import BrokerSettings, objective_column, sweep_ranked
 from cryptota_core.research.search import SearchSpec, parameter_sets
-from cryptota_core.strategies import StrategyParams, get_strategy
+from cryptota_core.strategies import Strategy, StrategyParams, get_strategy
+from cryptota_core.strategies.base import Fill
+from cryptota_core.strategies.grid import GridParams
+from cryptota_core.trades import empty_trades
 
 log = logging.getLogger(__name__)
 
@@ -95,11 +114,18 @@ class WindowResult:
     best_slug: str
     best_params: dict[str, Any]
     in_sample_score: float | None
-    in_sample_annual_return: float | None
+    in_sample_annual_log_return: float | None
+    """The winner's IS total return as an annualised log return (:func:`annual_log_return`)."""
     out_sample_score: float | None
     out_sample_return: float | None
-    out_sample_annual_return: float | None
+    """Total OOS return, after the exit at the window's end."""
+    out_sample_annual_log_return: float | None
     out_sample_metrics: dict[str, float | None]
+    out_sample_equity: pd.Series
+    """The OOS equity: the cash at the close of the last IS bar, then every OOS close (the last
+    one after the exit at the window's end)."""
+    out_sample_trades: pd.DataFrame
+    """The OOS trades, all closed (a position open at the end is closed there)."""
 
 
 @dataclass(frozen=True)
@@ -153,16 +179,27 @@ class WalkForwardResult:
                     "best_slug": w.best_slug,
                     "best_params": w.best_params,
                     "in_sample_score": w.in_sample_score,
-                    "in_sample_annual_return": w.in_sample_annual_return,
+                    "in_sample_annual_log_return": w.in_sample_annual_log_return,
                     "out_sample_score": w.out_sample_score,
                     "out_sample_return": w.out_sample_return,
-                    "out_sample_annual_return": w.out_sample_annual_return,
+                    "out_sample_annual_log_return": w.out_sample_annual_log_return,
                     "out_sample_metrics": w.out_sample_metrics,
                 }
                 for w in self.windows
             ],
             "statistics": self.statistics,
         }
+
+
+OUT_SAMPLE_METRICS: tuple[str, ...] = (
+    "total_return",
+    "sharpe_ratio",
+    "max_drawdown",
+    "trade_count",
+    "total_commission",
+)
+"""The OOS metrics each window keeps (``compute_metrics`` names): ``total_commission``
+includes the commission of the exit at the window's end."""
 
 
 def _span(start: pd.Timestamp, end: pd.Timestamp) -> str:
@@ -191,6 +228,7 @@ def walk_forward(
     frame = prepare_candles(candles)
     index = pd.DatetimeIndex(frame.index)
     step = interval_timedelta(interval)
+    periods = periods_per_year(interval)
     cuts = splits(len(frame), windows=windows, in_sample_ratio=in_sample_ratio, anchored=anchored)
     report = progress or (lambda _stage, _done, _total: None)
 
@@ -210,21 +248,20 @@ def walk_forward(
         )
         model = sweep.params[sweep.slugs.index(slug)]
         figures = sweep.figures.loc[slug].to_dict()
-        history = min(strategy.warmup(model), cut.oos_start)
-        run = run_fast_backtest(
-            frame.iloc[cut.oos_start - history : cut.oos_end],
+        equity, trades = out_of_sample_run(
+            frame,
             strategy,
             model,
+            start=cut.oos_start,
+            end=cut.oos_end,
             interval=interval,
-            **broker.kwargs(),
+            broker=broker,
         )
-        equity = run.equity.iloc[history:]
-        closes = frame["close"].iloc[cut.oos_start : cut.oos_end]
         metrics = compute_metrics(
             equity,
-            run.trades,
+            trades,
             interval=interval,
-            benchmark=closes,
+            benchmark=frame["close"].iloc[cut.oos_start - 1 : cut.oos_end],
             exposure_bars=None,
         )
         results.append(
@@ -237,16 +274,22 @@ def walk_forward(
                 best_slug=slug,
                 best_params=model.model_dump(mode="json"),
                 in_sample_score=finite_or_none(figures[column]),
-                in_sample_annual_return=finite_or_none(figures["annual_return"]),
+                in_sample_annual_log_return=annual_log_return(
+                    figures["total_return"], cut.is_end - cut.is_start - 1, periods
+                ),
                 out_sample_score=finite_or_none(metrics.get(column)),
                 out_sample_return=finite_or_none(metrics.get("total_return")),
-                out_sample_annual_return=finite_or_none(metrics.get("annual_return")),
+                out_sample_annual_log_return=annual_log_return(
+                    metrics.get("total_return"), len(equity) - 1, periods
+                ),
                 out_sample_metrics={
-                    name: finite_or_none(metrics.get(name))
-                    for name in ("total_return", "sharpe_ratio", "max_drawdown", "trade_count")
+                    name: finite_or_none(metrics.get(name)) for name in OUT_SAMPLE_METRICS
                 },
+                out_sample_equity=equity,
+                out_sample_trades=trades,
             )
         )
+        # Each window starts at the close where the previous one ended (flat, after its exit).
         scaled = equity / float(equity.iloc[0]) * value
         pieces.append(scaled if not pieces else scaled.iloc[1:])
         value = float(scaled.iloc[-1])
@@ -265,20 +308,177 @@ def walk_forward(
     )
 
 
+def out_of_sample_run(
+    frame: pd.DataFrame,
+    strategy: Strategy,
+    model: StrategyParams,
+    *,
+    start: int,
+    end: int,
+    interval: str,
+    broker: BrokerSettings,
+) -> tuple[pd.Series, pd.DataFrame]:
+    """``model`` traded on the bars ``[start, end)`` of the prepared ``frame``, as the module
+    docstring defines it: indicators on ``frame[:end]``, flat until the first decision at the
+    close of bar ``start − 1``, flat again after the exit at the close of bar ``end − 1``.
+
+    Returns the equity (one value per close of bars ``start − 1 .. end − 1``, the first the cash)
+    and the trades (all closed). For the signal strategies this is the fast engine's long-only
+    simulation of the window fed with the signals of the whole history (the engine's
+    :func:`~cryptota_core.backtest.fast.run_fast_backtest` computes signals on the candles it is
+    given only); the grid has no indicators, so it is the fast engine's own run from the close
+    before the window. Nothing in ``frame[end:]`` is read.
+    """
+    if not 1 <= start < end <= len(frame):
+        raise ValueError(f"out-of-sample bars [{start}, {end}) of {len(frame)} candles")
+    if not supports(strategy):
+        raise InvalidInputError(
+            f"walk-forward trades out of sample on the fast engine, which cannot run "
+            f"{strategy.name}"
+        )
+    first = start - 1
+    window = frame.iloc[first:end]
+    index = pd.DatetimeIndex(window.index)
+    if isinstance(model, GridParams):
+        run = run_fast_backtest(window, strategy, model, interval=interval, **broker.kwargs())
+        equity, trades = run.equity.copy(), run.trades
+    else:
+        equity, trades = _long_run(frame.iloc[:end], strategy, model, first=first, broker=broker)
+    return close_at_end(
+        equity,
+        trades,
+        window.iloc[-1],
+        end_time=index[-1] + interval_timedelta(interval),
+        broker=broker,
+    )
+
+
+def _long_run(
+    history: pd.DataFrame,
+    strategy: Strategy,
+    model: StrategyParams,
+    *,
+    first: int,
+    broker: BrokerSettings,
+) -> tuple[pd.Series, pd.DataFrame]:
+    """The long-only simulation of ``history[first:]`` with the signals of all of ``history``
+    (equity from the close of bar ``first``, the cash; trades, an open one marked there)."""
+    prices = {
+        c: np.ascontiguousarray(history[c].to_numpy(dtype="float64"))
+        for c in ("open", "high", "low", "close")
+    }
+    entry, exit_ = signals(model, prices["high"], prices["low"], prices["close"])
+    values, _, _, side, size, status, fill_bar, fill_price, fill_comm = simulate_long_nb(
+        prices["open"][first:],
+        prices["high"][first:],
+        prices["low"][first:],
+        prices["close"][first:],
+        np.ascontiguousarray(entry[first:]),
+        np.ascontiguousarray(exit_[first:]),
+        max(0, strategy.warmup(model) - first),  # bars whose indicators are not defined yet
+        broker.cash,
+        broker.commission,
+        broker.slippage,
+        broker.stake,
+    )
+    fills = [
+        Fill(
+            bar=int(fill_bar[k]),
+            size=float(size[k] if side[k] > 0 else -size[k]),
+            price=float(fill_price[k]),
+            commission=float(fill_comm[k]),
+        )
+        for k in np.flatnonzero(status == STATUS_FILLED)
+    ]
+    index = pd.DatetimeIndex(history.index[first:])
+    equity = pd.Series(values, index=index, name="equity", dtype="float64")
+    return equity, trades_from_fills(fills, index, float(prices["close"][-1]))
+
+
+def close_at_end(
+    equity: pd.Series,
+    trades: pd.DataFrame,
+    last: pd.Series,
+    *,
+    end_time: pd.Timestamp,
+    broker: BrokerSettings,
+) -> tuple[pd.Series, pd.DataFrame]:
+    """``equity`` and ``trades`` with every position still open at the last close closed there.
+
+    The engines mark an open position at the last close without exit costs; a walk-forward
+    window must end flat (the next one starts flat), so the position is traded at that close
+    as a market order: a sell at ``close × (1 − slippage)`` floored at the bar's ``low`` (a buy,
+    closing a short, at ``close × (1 + slippage)`` capped at the ``high``) — the engine's
+    slippage rule for market fills — paying ``|size| × price × commission``. The last equity
+    value becomes ``value − size × (close − price) − commission``; each open trade row becomes
+    closed at ``end_time`` (the last bar's close) with its share of that commission, as the
+    engine's first-in first-out matching would split one closing fill.
+    """
+    is_open = trades["is_open"].to_numpy(dtype=bool)
+    if not is_open.any():
+        return equity, trades
+    direction = np.where(trades["side"].to_numpy() == "long", 1.0, -1.0)
+    position = float(np.sum((trades["size"].to_numpy() * direction)[is_open]))
+    close, high, low = float(last["close"]), float(last["high"]), float(last["low"])
+    slip = broker.slippage
+    price = max(close * (1 - slip), low) if position > 0 else min(close * (1 + slip), high)
+    fee = abs(position) * price * broker.commission
+    equity = equity.copy()
+    equity.iloc[-1] = float(equity.iloc[-1]) + position * (price - close) - fee
+    trades = trades.copy()
+    rows = trades.index[is_open]
+    sizes = trades.loc[rows, "size"]
+    commission = trades.loc[rows, "commission"] + sizes * price * broker.commission
+    pnl = sizes * (price - trades.loc[rows, "entry_price"]) * direction[is_open] - commission
+    trades.loc[rows, "exit_time"] = end_time
+    trades.loc[rows, "exit_price"] = price
+    trades.loc[rows, "commission"] = commission
+    trades.loc[rows, "pnl"] = pnl
+    trades.loc[rows, "pnl_pct"] = pnl / (sizes * trades.loc[rows, "entry_price"])
+    trades.loc[rows, "bars"] = trades.loc[rows, "bars"] + 1  # held through the last bar's close
+    trades.loc[rows, "is_open"] = False
+    return equity, trades
+
+
+def annual_log_return(total_return: float | None, returns: int, periods: float) -> float | None:
+    """``ln(1 + total_return) × periods / returns``: the mean log growth per bar over ``returns``
+    bar-to-bar returns, times the bars in a year. Unlike a CAGR it scales linearly with the
+    window, so a one-day window's figure stays on the scale of its return instead of being
+    compounded 365 times. None when undefined (no return, or the equity reached zero)."""
+    value = finite_or_none(total_return)
+    if value is None or returns < 1 or value <= -1.0:
+        return None
+    return finite_or_none(math.log1p(value) * periods / returns)
+
+
+def walk_forward_efficiency(windows: Sequence[WindowResult]) -> tuple[float | None, int]:
+    """Walk-forward efficiency and the number of windows it is computed over.
+
+    ``WFE = median over windows w of OOS_w / IS_w``, with ``OOS_w`` and ``IS_w`` window ``w``'s
+    annualised log returns (:func:`annual_log_return`) of the chosen set out of and in sample:
+    Pardo's efficiency (annualised OOS return ÷ annualised IS return) on log returns, per window
+    so each ratio compares the same window's two sides. A window counts only when both sides
+    are defined and its IS return is positive (a ratio to an IS loss or to zero says nothing
+    about how much of an edge survived); the median keeps one window with a tiny IS return from
+    dominating. None when no window counts."""
+    ratios = [
+        w.out_sample_annual_log_return / w.in_sample_annual_log_return
+        for w in windows
+        if w.out_sample_annual_log_return is not None
+        and w.in_sample_annual_log_return is not None
+        and w.in_sample_annual_log_return > 0.0
+    ]
+    if not ratios:
+        return None, 0
+    return finite_or_none(float(np.median(ratios))), len(ratios)
+
+
 def walk_forward_statistics(
     windows: list[WindowResult], stitched: pd.Series, interval: str
 ) -> dict[str, Any]:
     """Efficiency, stitched out-of-sample performance and parameter stability (JSON-ready)."""
-    stitched_metrics = compute_metrics(stitched, _no_trades(), interval=interval)
-    in_returns = [
-        w.in_sample_annual_return for w in windows if w.in_sample_annual_return is not None
-    ]
-    out_returns = [
-        w.out_sample_annual_return for w in windows if w.out_sample_annual_return is not None
-    ]
-    efficiency = None
-    if in_returns and out_returns and np.mean(in_returns) != 0:
-        efficiency = finite_or_none(float(np.mean(out_returns) / np.mean(in_returns)))
+    stitched_metrics = compute_metrics(stitched, empty_trades(), interval=interval)
+    efficiency, counted = walk_forward_efficiency(windows)
     stability: dict[str, dict[str, Any]] = {}
     for name in windows[0].best_params if windows else []:
         chosen = [w.best_params[name] for w in windows]
@@ -293,6 +493,7 @@ def walk_forward_statistics(
     return {
         "windows": len(windows),
         "walk_forward_efficiency": efficiency,
+        "walk_forward_efficiency_window_count": counted,
         "oos_total_return": finite_or_none(stitched_metrics.get("total_return")),
         "oos_sharpe_ratio": finite_or_none(stitched_metrics.get("sharpe_ratio")),
         "oos_max_drawdown": finite_or_none(stitched_metrics.get("max_drawdown")),
@@ -310,9 +511,3 @@ def json_key(value: Any) -> str:
         if isinstance(value, int | float) and not math.isnan(value)
         else str(value)
     )
-
-
-def _no_trades() -> pd.DataFrame:
-    from cryptota_core.trades import empty_trades
-
-    return empty_trades()

@@ -69,6 +69,7 @@ class ResearchStore:
             objective=result.objective,
             start=sweep.candle_start,
             end=sweep.candle_end,
+            min_trades=result.settings.min_trades,
         )
         top = top_records(result.top)
         checks = {c.slug: c for c in result.rechecks}
@@ -200,8 +201,8 @@ class ResearchStore:
                 "out_sample_return": w.out_sample_return,
                 "out_sample_metrics": {
                     **w.out_sample_metrics,
-                    "in_sample_annual_return": w.in_sample_annual_return,
-                    "out_sample_annual_return": w.out_sample_annual_return,
+                    "in_sample_annual_log_return": w.in_sample_annual_log_return,
+                    "out_sample_annual_log_return": w.out_sample_annual_log_return,
                     "anchored": result.anchored,
                 },
                 "created_at": now,

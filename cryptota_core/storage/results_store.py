@@ -15,6 +15,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import math
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
@@ -23,7 +24,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from sqlalchemy import Connection, Engine, delete, func, select, text
+from sqlalchemy import Connection, Engine, case, delete, func, select, text
 from sqlalchemy.dialects import postgresql, sqlite
 
 from cryptota_core.backtest.result import HEADLINE_METRICS, BacktestResult
@@ -114,8 +115,25 @@ LEADERBOARD_COLUMNS: tuple[str, ...] = (
     "equity_final",
     "run_key",
     "created_at",
+    "note",
 )
-"""Columns of :meth:`ResultsStore.leaderboard`; ``value`` is the ranking metric's value."""
+"""Columns of :meth:`ResultsStore.leaderboard`; ``value`` is the ranking metric's value,
+``note`` says why a row deserves a second look (:func:`leaderboard_note`)."""
+_RANKED_COLUMNS = LEADERBOARD_COLUMNS[:-1]
+"""The leaderboard's columns the query selects (all but ``note``)."""
+
+
+def leaderboard_note(metric: str, value: float | None, trades: Any, min_trades: int) -> str:
+    """Why a leaderboard row deserves a second look, or ``""``: fewer trades than the rule asks
+    (it ranks after the runs that meet it), or an undefined ranking value (a blank cell)."""
+    count = None if trades is None or pd.isna(trades) else int(trades)
+    notes = []
+    if count is not None and count < min_trades:
+        notes.append(f"< {min_trades} trades")
+    if value is None or not math.isfinite(value):
+        reason = "no trades" if count == 0 else "returns without dispersion"
+        notes.append(f"{metric} undefined ({reason})")
+    return "; ".join(notes)
 
 
 def validate_slug(slug: str) -> str:
@@ -455,8 +473,13 @@ class ResultsStore:
         exchange: str | None = None,
         ascending: bool | None = None,
         latest_window: bool = True,
+        min_trades: int = 0,
     ) -> pd.DataFrame:
         """The best ``top`` runs per (exchange, symbol, strategy) by ``metric``.
+
+        Runs with fewer than ``min_trades`` trades rank after every run with at least that many
+        (and are marked in the ``note`` column): a high Sharpe ratio of one or two trades is
+        luck, not a strategy. ``note`` also says why a ranking value is undefined.
 
         With ``latest_window`` (the default) only runs over each series' most recent window
         compete: the nightly refresh moves the window every day, and yesterday's run of a
@@ -467,6 +490,10 @@ class ResultsStore:
         if not isinstance(top, int) or top < 1:
             raise InvalidInputError(f"top must be a positive integer, got {top!r}; e.g. top=10")
         _check_name(metric, "metric name", _NAME, "sharpe_ratio or total_return")
+        if not isinstance(min_trades, int) or isinstance(min_trades, bool) or min_trades < 0:
+            raise InvalidInputError(
+                f"min_trades must be a whole number >= 0, got {min_trades!r}; e.g. min_trades=5"
+            )
         if ascending is None:
             ascending = metric in LOWER_IS_BETTER
         t = backtest_results
@@ -476,12 +503,17 @@ class ResultsStore:
             func.row_number()
             .over(
                 partition_by=[t.c.exchange, t.c.symbol, t.c.strategy],
-                order_by=[order.nulls_last(), t.c.slug, t.c.run_key],
+                order_by=[
+                    case((func.coalesce(t.c.trade_count, 0) < min_trades, 1), else_=0),
+                    order.nulls_last(),
+                    t.c.slug,
+                    t.c.run_key,
+                ],
             )
             .label("rank")
         )
         inner = select(
-            *[t.c[c] for c in LEADERBOARD_COLUMNS if c not in ("rank", "value")],
+            *[t.c[c] for c in _RANKED_COLUMNS if c not in ("rank", "value")],
             value.label("value"),
             rank,
         )
@@ -502,20 +534,25 @@ class ResultsStore:
             inner = inner.where(t.c.window_end == newest)
         ranked = inner.subquery()
         query = (
-            select(*[ranked.c[c] for c in LEADERBOARD_COLUMNS])
+            select(*[ranked.c[c] for c in _RANKED_COLUMNS])
             .where(ranked.c.rank <= top)
             .order_by(ranked.c.exchange, ranked.c.symbol, ranked.c.strategy, ranked.c.rank)
         )
         with translate_db_errors(self.engine), self.engine.connect() as conn:
             rows = conn.execute(query).all()
-        frame = pd.DataFrame([tuple(r) for r in rows], columns=list(LEADERBOARD_COLUMNS))
+        frame = pd.DataFrame([tuple(r) for r in rows], columns=list(_RANKED_COLUMNS))
         for column in ("window_start", "window_end", "created_at"):
             frame[column] = pd.to_datetime(frame[column], utc=True)
         floats = ["value", *[m for m in HEADLINE_METRICS if m != "trade_count"], "equity_final"]
         frame[floats] = frame[floats].astype("float64")
         frame["trade_count"] = frame["trade_count"].astype("Int64")
         frame[["rank", "bars"]] = frame[["rank", "bars"]].astype("int64")
+        frame["note"] = [
+            leaderboard_note(metric, value, trades, min_trades)
+            for value, trades in zip(frame["value"], frame["trade_count"], strict=True)
+        ]
         frame.attrs["metric"] = metric
+        frame.attrs["min_trades"] = min_trades
         log.debug("leaderboard by %s: %d runs ranked", metric, len(frame), extra={"metric": metric})
         return frame
 

@@ -284,7 +284,12 @@ walk_forward_windows = Table(
 )
 """One row per walk-forward window: the parameters chosen in-sample and how they did out of
 sample. ``run_key`` names the whole walk-forward report, ``window_no`` counts from 0; the data
-window of the row is ``[in_sample_start, out_sample_end)``."""
+window of the row is ``[in_sample_start, out_sample_end)``. ``out_sample_metrics`` holds the
+window's ``total_return``, ``sharpe_ratio``, ``max_drawdown``, ``trade_count`` and
+``total_commission`` (the exit at the window's end included), ``in_sample_annual_log_return``,
+``out_sample_annual_log_return`` and ``anchored``; rows written before the walk-forward closed
+positions at the window's end hold CAGRs as ``in_sample_annual_return`` and
+``out_sample_annual_return`` instead (read as stored, nothing parses them)."""
 
 Index("walk_forward_windows_symbol", walk_forward_windows.c.symbol, walk_forward_windows.c.strategy)
 

@@ -189,7 +189,7 @@ class Stack:
         return env
 
     def _write_instance_files(self) -> None:
-        production = PROJECT / "dagster.yaml"
+        production = PROJECT / "deploy" / "dagster.yaml"
         if not production.exists():
             raise ServerError(f"{production} not found: run the stack from a project checkout")
         self.dagster_home.mkdir(parents=True, exist_ok=True)

@@ -111,6 +111,10 @@ def test_walk_forward_json_and_stored(stored: str, capsys: pytest.CaptureFixture
     assert len(payload["windows"]) == 4
     assert payload["windows"][0]["out_sample_start"] == payload["windows"][0]["in_sample_end"]
     assert "walk_forward_efficiency" in payload["statistics"]
+    assert 0 <= payload["statistics"]["walk_forward_efficiency_window_count"] <= 4
+    window = payload["windows"][0]
+    assert {"in_sample_annual_log_return", "out_sample_annual_log_return"} <= set(window)
+    assert "annual_return" not in json.dumps(payload).replace("annual_log_return", "")
     assert main(args) == 0
     assert _rows(stored, walk_forward_windows) == 4
 

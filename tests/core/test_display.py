@@ -105,3 +105,12 @@ def test_a_readable_frame_names_its_percentages_and_keeps_counts_whole() -> None
     assert shown["total_return %"].tolist() == pytest.approx([12.35, -5.0])
     assert str(shown["trade_count"].dtype) == "Int64" and shown["trade_count"].iloc[0] == 7
     assert shown["trade_count"].isna().iloc[1] and shown["cached"].tolist() == [True, False]
+
+
+def test_compact_labels_keep_the_percent_sign_and_leave_other_columns() -> None:
+    from cryptota_core.display import compact_labels
+
+    frame = readable_frame(
+        pd.DataFrame({"slug": ["a"], "sharpe_ratio": [1.0], "max_drawdown": [-0.1], "bars": [3]})
+    )
+    assert list(compact_labels(frame).columns) == ["slug", "Sharpe", "max DD %", "bars"]

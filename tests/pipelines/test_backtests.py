@@ -165,10 +165,13 @@ def test_every_param_set_on_both_symbols_is_one_run_and_a_rerun_keeps_one_result
         assert {(r["symbol"], r["param_set"]) for r in headline} == {
             (s, p) for s in SYMBOLS for p in SLUGS
         }
-        sharpes = [r["sharpe_ratio"] for r in headline]  # best first, undefined (None) last
+        sharpes = [r["Sharpe"] for r in headline]  # best first, undefined (None) last
         defined = [v for v in sharpes if v is not None]
         assert sharpes == sorted(defined, reverse=True) + [None] * (len(sharpes) - len(defined))
         assert "SYNTHETIC" in meta["data_warning"]
+    for meta in metadata.values():  # every partition shows its curve inline (< 1,000 chars)
+        assert meta["equity_preview"].startswith("![equity of ")
+        assert len(meta["equity_preview"]) < 1_000
     (best,) = [p for p, meta in metadata.items() if "equity_curve" in meta]
     assert metadata[best]["equity_curve"].startswith("![equity curve of")
     assert "(data:image/png;base64,iVBORw0KGgo" in metadata[best]["equity_curve"]
@@ -181,16 +184,28 @@ def test_every_param_set_on_both_symbols_is_one_run_and_a_rerun_keeps_one_result
     # The leaderboard is a typed table (sortable in the UI) in ranking order, best first.
     board = results.leaderboard(metric="sharpe_ratio")
     (event,) = first.asset_materializations_for_node("strategy_leaderboard")
-    leaderboard = event.metadata["leaderboard"]
-    assert isinstance(leaderboard, TableMetadataValue) and leaderboard.schema is not None
-    types = {column.name: column.type for column in leaderboard.schema.columns}
-    assert types["sharpe_ratio"] == "float" and types["rank"] == "int"
-    assert types["trade_count"] == "int" and types["window_start"] == "datetime"
-    order = ["symbol", "strategy", "rank", "slug"]
-    shown = [tuple(r.data[c] for c in order) for r in leaderboard.records]
-    assert shown == list(board[order].itertuples(index=False, name=None))
     for symbol in SYMBOLS:
-        assert sorted(s for sym, _, _, s in shown if sym == symbol) == sorted(SLUGS)
+        table = event.metadata[f"{symbol}/leaderboard"]
+        assert isinstance(table, TableMetadataValue) and table.schema is not None
+        types = {column.name: column.type for column in table.schema.columns}
+        # chosen columns under compact headers fit the page; the full rows are JSON
+        assert list(types) == ["slug", "Sharpe", "return %", "max DD %", "trades", "note"]
+        assert types["Sharpe"] == "float" and types["trades"] == "int"
+        assert types["note"] == "string"
+        ranked = board[board["symbol"] == symbol]
+        assert [r.data["slug"] for r in table.records] == list(ranked["slug"])
+        assert sorted(r.data["slug"] for r in table.records) == sorted(SLUGS)
+    rows = event.metadata["leaderboard_rows"].value
+    assert [r["run_key"] for r in rows] == list(board["run_key"])
+    assert [(r["symbol"], r["strategy"], r["rank"], r["slug"]) for r in rows] == list(
+        board[["symbol", "strategy", "rank", "slug"]].itertuples(index=False, name=None)
+    )
+    assert {"window_start", "window_end", "engine", "equity_final", "params"} <= set(rows[0])
+    windows = event.metadata["windows"].value
+    assert f"- BTCUSDT 1h, SYNTHETIC candles: {board['window_start'].iloc[0]:%Y-%m-%d %H:%M}" in (
+        windows
+    )
+    assert "SYNTHETIC" in event.metadata["data_warning"].value
     assert event.metadata["rows"].value == 6
 
     # Again: the same six results (overwritten, not duplicated), now served from the cache.

@@ -121,7 +121,7 @@ def cluster(
     root = tmp_path_factory.mktemp("celery")
     home = root / "dagster_home"
     home.mkdir()
-    shutil.copy(REPO / "dagster.yaml", home / "dagster.yaml")
+    shutil.copy(REPO / "deploy" / "dagster.yaml", home / "dagster.yaml")
     redis_url = redis_server if isinstance(redis_server, str) else redis_server.url
     broker_url = redis_url.rsplit("/", 1)[0] + "/7"
     redis.Redis.from_url(broker_url).flushdb()

@@ -27,8 +27,8 @@ def _compose() -> dict[str, Any]:
 def test_dagster_yaml_is_a_valid_1_13_instance_config(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    shutil.copy(REPO / "dagster.yaml", tmp_path / "dagster.yaml")
-    for name in re.findall(r"env: (\w+)", (REPO / "dagster.yaml").read_text()):
+    shutil.copy(REPO / "deploy" / "dagster.yaml", tmp_path / "dagster.yaml")
+    for name in re.findall(r"env: (\w+)", (REPO / "deploy" / "dagster.yaml").read_text()):
         monkeypatch.setenv(name, "5432" if name.endswith("PORT") else "x")
     config, _ = dagster_instance_config(str(tmp_path))
 
@@ -47,7 +47,8 @@ def test_compose_runs_every_service_with_a_health_check() -> None:
     assert services["dagster-postgres"]["image"] == "postgres:15"
     assert services["redis"]["image"] == "redis:7"
     assert all("healthcheck" in service for service in services.values())
-    dagster_yaml_vars = set(re.findall(r"env: (\w+)", (REPO / "dagster.yaml").read_text()))
+    instance = (REPO / "deploy" / "dagster.yaml").read_text()
+    dagster_yaml_vars = set(re.findall(r"env: (\w+)", instance))
     for name in DAGSTER_SERVICES:
         assert dagster_yaml_vars <= set(services[name]["environment"]), name
         assert services[name]["env_file"] == ".env"

@@ -56,6 +56,8 @@ def research_settings(settings: Settings, monkeypatch: pytest.MonkeyPatch) -> Se
     monkeypatch.setenv("CRYPTOTA_WALK_FORWARD_DAYS", "20")
     monkeypatch.setenv("CRYPTOTA_WALK_FORWARD_WINDOWS", "3")
     monkeypatch.setenv("CRYPTOTA_OPTIMIZATION_RECHECK", "1")
+    # Ten days of hourly candles: few sets make the default five trades.
+    monkeypatch.setenv("CRYPTOTA_OPTIMIZATION_MIN_TRADES", "1")
     return load_settings()
 
 
@@ -103,11 +105,18 @@ def test_research_assets_store_their_results_with_the_run_id(
     rows = research.latest_optimizations("BTCUSDT")
     assert list(rows["strategy"]) == ["rsi"]
     assert rows.iloc[0]["dagster_run_id"] == optimised.run_id
+    stored = rows.iloc[0]["statistics"]
+    assert (stored["min_trades"], stored["significance_period"]) == (1, "1d")
+    assert stored["effective_observations"] == 10
     assert metadata["rsi/best"].value == rows.iloc[0]["best_slug"]
     assert (
         metadata["top_sets"].records and metadata["top_sets"].schema.columns[0].name == "strategy"
     )
-    assert "objective_heatmap" in metadata and "data_warning" in metadata
+    assert "rsi/objective_heatmap" in metadata and "data_warning" in metadata
+    assert len(metadata["rsi/heatmap_preview"].value) < 1_000  # shown inline by the UI
+    assert metadata["top_sets_rows"].value[0]["strategy"] == "rsi"
+    assert metadata["rsi/sets"].value.endswith("trades and competed")
+    assert metadata["rsi/periods"].value.startswith("PSR/DSR/PBO over ")
     signals = [
         e
         for e in optimised.get_asset_materialization_events()
@@ -127,6 +136,18 @@ def test_research_assets_store_their_results_with_the_run_id(
     (event,) = walked.get_asset_materialization_events()
     assert event.materialization.metadata["windows"].records
     assert "out_of_sample_equity" in event.materialization.metadata
+    assert len(event.materialization.metadata["equity_preview"].value) < 1_000
+    shown = {column.name for column in event.materialization.metadata["windows"].schema.columns}
+    assert shown == {
+        "strategy",
+        "window",
+        "out_of_sample",
+        "chosen",
+        "IS score",
+        "OOS score",
+        "OOS return %",
+    }
+    assert event.materialization.metadata["rsi/walk_forward_efficiency_window_count"].value <= 3
 
 
 def _optimise_btcusdt(settings: Settings, instance: DagsterInstance) -> ExecuteInProcessResult:

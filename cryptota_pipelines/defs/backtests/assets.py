@@ -13,12 +13,10 @@ symbol, a table of the best results), and the best run of the range gets its equ
 onto its own partition.
 """
 
-import base64
+import json
 import math
 from collections.abc import Mapping
 from datetime import timedelta
-from pathlib import Path
-from tempfile import TemporaryDirectory
 from typing import Any
 
 import pandas as pd
@@ -37,10 +35,11 @@ from dagster import (
 )
 
 from cryptota_core.app.backtests import StoredRun, run_many
-from cryptota_core.backtest.plot import plot_backtest
+from cryptota_core.backtest.plot import backtest_png, backtest_preview_png
 from cryptota_core.backtest.result import HEADLINE_METRICS
 from cryptota_core.backtest.runs import BacktestWindow
-from cryptota_core.display import metadata_key, metadata_number, readable_frame
+from cryptota_core.charts import ChartSubject, source_name
+from cryptota_core.display import metadata_key, metadata_number
 from cryptota_core.numbers import finite_or_none
 from cryptota_core.storage.results_store import best_per_symbol
 from cryptota_pipelines.failures import (
@@ -49,7 +48,7 @@ from cryptota_pipelines.failures import (
     fail_fast_on_bad_input,
 )
 from cryptota_pipelines.keys import CANDLES_1M
-from cryptota_pipelines.metadata import frame_table
+from cryptota_pipelines.metadata import figures_table, png_markdown
 from cryptota_pipelines.partitions import (
     BACKTEST_PARTITIONS,
     SYMBOL_DIMENSION,
@@ -83,17 +82,16 @@ LEADERBOARD_TOP = 10
 """``strategy_leaderboard`` ranks by Sharpe ratio and keeps the best 10 per symbol and strategy."""
 
 _LEADERBOARD_SHOWN = [
-    "symbol",
-    "strategy",
-    "rank",
     "slug",
-    *HEADLINE_METRICS,
-    "equity_final",
-    "exchange",
-    "interval",
-    "window_start",
-    "window_end",
+    "sharpe_ratio",
+    "total_return",
+    "max_drawdown",
+    "trade_count",
+    "note",
 ]
+"""The columns of a symbol's table that fit the UI's page: what a row is and how it did, best
+first per strategy (the slug starts with the strategy). Its rank, window, engine, win rate and final
+equity are in ``leaderboard_rows`` (every column, as JSON)."""
 
 
 @asset(
@@ -149,6 +147,9 @@ def run_metadata(run: StoredRun) -> dict[str, Any]:
     """One partition's own materialisation metadata: where its result is and its headline."""
     result = run.result
     return {
+        "equity_preview": png_markdown(
+            backtest_preview_png(result), f"equity of {result.slug} (blue) and buy and hold (grey)"
+        ),
         "run_key": run.run_key,
         "strategy": result.strategy,
         "params": MetadataValue.json(result.params),
@@ -164,12 +165,8 @@ def run_metadata(run: StoredRun) -> dict[str, Any]:
 
 def equity_curve_markdown(key: BacktestKey, run: StoredRun) -> MetadataValue:
     """The core's equity/drawdown plot of ``run`` inlined as a PNG, so the UI shows it."""
-    with TemporaryDirectory() as tmp:
-        png = plot_backtest(run.result, Path(tmp) / "equity.png").read_bytes()
-    encoded = base64.b64encode(png).decode("ascii")
-    return MetadataValue.md(
-        f"![equity curve of {key.param_set} on {key.symbol}](data:image/png;base64,{encoded})"
-    )
+    png = backtest_png(run.result, subject=ChartSubject.of(run.candles))
+    return png_markdown(png, f"equity curve of {key.param_set} on {key.symbol}")
 
 
 def run_summary(
@@ -193,7 +190,7 @@ def run_summary(
         "interval": window.interval,
         "fingerprints": ", ".join(f"{symbol}:{fp}" for symbol, fp in fingerprints.items()),
         "exchange": ", ".join(exchanges),
-        "headline_metrics": frame_table(readable_frame(headline_frame(keys, runs))),
+        "headline_metrics": figures_table(headline_frame(keys, runs)),
     }
     if len(runs) > SUMMARY_ROWS:
         metadata["headline_shown"] = f"best {SUMMARY_ROWS} of {len(runs)} runs by Sharpe ratio"
@@ -244,22 +241,62 @@ backtest refresh (nightly_backtest_schedule), which ranks at its end."""
     "Sharpe ratio (undefined ranks last).",
 )
 def strategy_leaderboard(
-    run_logging: RunLoggingResource, results_store: ResultsStoreResource
+    run_logging: RunLoggingResource,
+    results_store: ResultsStoreResource,
+    backtest_config: BacktestConfigResource,
 ) -> MaterializeResult:
     """Rank the stored runs with the results store's leaderboard and show it."""
-    board = results_store.store().leaderboard(metric=LEADERBOARD_METRIC, top=LEADERBOARD_TOP)
+    board = results_store.store().leaderboard(
+        metric=LEADERBOARD_METRIC,
+        top=LEADERBOARD_TOP,
+        min_trades=backtest_config.leaderboard_min_trades,
+    )
     return MaterializeResult(metadata=leaderboard_metadata(board))
 
 
 def leaderboard_metadata(board: pd.DataFrame) -> dict[str, Any]:
-    """The ranking as a sortable table, its size and each symbol's best parameter set."""
+    """The ranking as one sortable table per symbol of chosen columns (every column of every
+    row in ``leaderboard_rows``), the windows it ranks, its size and each symbol's best
+    parameter set."""
+    min_trades = int(board.attrs.get("min_trades", 0))
     metadata: dict[str, Any] = {
+        **{
+            f"{symbol}/leaderboard": figures_table(rows[_LEADERBOARD_SHOWN])
+            for symbol, rows in board.groupby("symbol", sort=True)
+        },
+        "windows": MetadataValue.md(windows_markdown(board)),
+        "metric": LEADERBOARD_METRIC,
+        "min_trades": MetadataValue.text(
+            f"runs with fewer than {min_trades} trades rank after the others and say so in "
+            "`note` (CRYPTOTA_LEADERBOARD_MIN_TRADES)"
+        ),
+        "top_param_set": best_per_symbol(board),
         "dagster/row_count": len(board),
         "rows": len(board),
-        "metric": LEADERBOARD_METRIC,
-        "top_param_set": best_per_symbol(board),
-        "leaderboard": frame_table(readable_frame(board[_LEADERBOARD_SHOWN])),
+        "leaderboard_rows": MetadataValue.json(
+            json.loads(board.to_json(orient="records", date_format="iso"))
+        ),
     }
+    if board[LEADERBOARD_METRIC].isna().any():
+        metadata["blank_cells"] = MetadataValue.text(
+            f"a blank {LEADERBOARD_METRIC} is undefined for that run; `note` says why "
+            "(no trades, or returns without dispersion): it ranks last"
+        )
+    if (board["exchange"] == "synthetic").any():
+        metadata["data_warning"] = "SYNTHETIC: ranked on simulated candles, not Binance data"
     if board.empty:
         metadata["hint"] = "No backtest runs stored yet: materialise backtest_runs first."
     return metadata
+
+
+def windows_markdown(board: pd.DataFrame) -> str:
+    """Which candles the ranking is over: one line per series (the latest window of each)."""
+    if board.empty:
+        return "no runs ranked"
+    series = board.drop_duplicates(["exchange", "symbol", "interval"])
+    return "\n".join(
+        f"- {row.symbol} {row.interval}, "
+        f"{source_name(str(row.exchange))} candles: "
+        f"{row.window_start:%Y-%m-%d %H:%M} .. {row.window_end:%Y-%m-%d %H:%M} UTC"
+        for row in series.itertuples()
+    )

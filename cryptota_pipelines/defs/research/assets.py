@@ -8,8 +8,6 @@ equity as pictures.
 """
 
 from collections.abc import Callable
-from pathlib import Path
-from tempfile import TemporaryDirectory
 from typing import Any, TypeVar
 
 import pandas as pd
@@ -30,16 +28,23 @@ from cryptota_core.app.research import (
     signal_symbol,
     walk_forward_symbol,
 )
-from cryptota_core.display import metadata_key, metadata_number, readable_frame
+from cryptota_core.charts import ChartSubject, figure_png
+from cryptota_core.display import metadata_key, metadata_number
 from cryptota_core.numbers import finite_or_none
-from cryptota_core.research.plots import plot_heatmap, plot_walk_forward
+from cryptota_core.research.plots import (
+    has_heatmap,
+    heatmap_figure,
+    objective_preview_png,
+    walk_forward_figure,
+    walk_forward_preview_png,
+)
 from cryptota_pipelines.failures import (
     NOT_RETRYABLE_ON_STORED_DATA,
     STORED_DATA_RETRY,
     fail_fast_on_bad_input,
 )
 from cryptota_pipelines.keys import CANDLES_1M, PARAMETER_OPTIMIZATION
-from cryptota_pipelines.metadata import frame_table, png_markdown
+from cryptota_pipelines.metadata import figures_table, frame_table, png_markdown
 from cryptota_pipelines.partitions import SYMBOL_DIMENSION, symbol_partitions
 from cryptota_pipelines.resources import (
     CandleStoreResource,
@@ -71,9 +76,9 @@ _TOP_SHOWN = [
     "total_return",
     "max_drawdown",
     "trade_count",
-    "win_rate",
     "re-check",
 ]
+"""The top-sets columns that fit the UI's page; every figure of each set is in ``top_sets_rows``."""
 
 
 Step = TypeVar("Step")
@@ -126,9 +131,12 @@ def parameter_optimization(
 
 
 def optimization_metadata(stored: list[StoredOptimization]) -> dict[str, Any]:
-    """Per strategy the winner, its DSR and the search's PBO; the top sets of every strategy as
-    one sortable table; the heatmap of the best strategy's objective."""
+    """Per strategy the winner, its DSR and the search's PBO, and its objective heatmap (a
+    preview inline, the full picture one click away) when it searched two or more parameters;
+    the top sets of every strategy as one sortable table (every figure as JSON)."""
     rows = []
+    full_rows = []
+    pictures: dict[str, Any] = {}
     summary: dict[str, Any] = {}
     for item in stored:
         result = item.result
@@ -143,38 +151,62 @@ def optimization_metadata(stored: list[StoredOptimization]) -> dict[str, Any]:
                     "total_return": finite_or_none(record["total_return"]),
                     "max_drawdown": finite_or_none(record["max_drawdown"]),
                     "trade_count": finite_or_none(record["trade_count"]),
-                    "win_rate": finite_or_none(record["win_rate"]),
                     "re-check": checks.get(str(record["slug"]), "-"),
                 }
             )
+        full_rows.append({"strategy": result.strategy, "top": result.to_dict()["top"]})
+        if has_heatmap(result):
+            pictures.update(heatmap_metadata(item))
         stats = result.statistics
         summary[f"{result.strategy}/best"] = result.best_slug
         summary[f"{result.strategy}/score"] = metadata_number("score", result.best_score)
         summary[f"{result.strategy}/dsr"] = metadata_number("dsr", stats["dsr"])
         summary[f"{result.strategy}/pbo"] = metadata_number("pbo", stats["pbo"])
+        summary[f"{result.strategy}/pbo_flat_as_zero"] = metadata_number(
+            "pbo", stats.get("pbo_flat_as_zero")
+        )
+        summary[f"{result.strategy}/sets"] = MetadataValue.text(
+            f"{stats.get('eligible_sets', result.combinations):,} of {result.combinations:,} "
+            f"searched had at least {stats.get('min_trades', 0)} trades and competed"
+        )
+        summary[f"{result.strategy}/periods"] = MetadataValue.text(
+            f"PSR/DSR/PBO over {stats.get('effective_observations')} "
+            f"{stats.get('significance_period')} returns"
+        )
         summary[f"{result.strategy}/run_key"] = item.run_key
     best = max(
         stored,
         key=lambda s: s.result.best_score if s.result.best_score is not None else float("-inf"),
     )
     metadata: dict[str, Any] = {
+        **pictures,
         **summary,
         "objective": best.result.objective,
         "window": f"{best.result.sweep.candle_start} .. {best.result.sweep.candle_end}",
         "candle_fingerprint": best.candles.fingerprint,
         "combinations": sum(s.result.combinations for s in stored),
-        "top_sets": frame_table(readable_frame(pd.DataFrame(rows, columns=_TOP_SHOWN))),
+        "top_sets": figures_table(pd.DataFrame(rows, columns=_TOP_SHOWN)),
+        "top_sets_rows": MetadataValue.json(full_rows),
         "dagster/row_count": len(rows),
     }
-    if len(best.result.spec.grid) >= 2:
-        with TemporaryDirectory() as tmp:
-            png = plot_heatmap(best.result, Path(tmp) / "heatmap.png").read_bytes()
-        metadata["objective_heatmap"] = png_markdown(
-            png, f"{best.result.objective} of {best.result.strategy}"
-        )
     if best.candles.key is not None and best.candles.key.exchange == "synthetic":
         metadata["data_warning"] = "SYNTHETIC: optimised on simulated candles, not Binance data"
     return metadata
+
+
+def heatmap_metadata(item: StoredOptimization) -> dict[str, MetadataValue]:
+    """One strategy's objective heatmap: the preview and the full picture."""
+    result = item.result
+    subject = ChartSubject.of(item.candles)
+    figure = heatmap_figure(result, subject=subject)
+    return {
+        f"{result.strategy}/heatmap_preview": png_markdown(
+            objective_preview_png(result), f"{result.objective} of {result.strategy} (preview)"
+        ),
+        f"{result.strategy}/objective_heatmap": png_markdown(
+            figure_png(figure), f"{result.objective} of {result.strategy}"
+        ),
+    }
 
 
 @asset(
@@ -198,33 +230,79 @@ def walk_forward_report(
 
 
 def walk_forward_metadata(stored: list[StoredWalkForward]) -> dict[str, Any]:
-    """Every window of every strategy as one sortable table, the headline statistics per
-    strategy, and the stitched out-of-sample equity of the best one."""
+    """Every window of every strategy as one sortable table (every field as JSON), the
+    headline statistics per strategy, and the stitched out-of-sample equity of the best one
+    beside buy and hold (a preview inline, the full picture one click away)."""
     frames = []
     summary: dict[str, Any] = {}
     for item in stored:
         result = item.result
-        frame = result.windows_frame()
-        frame.insert(0, "strategy", result.strategy)
-        frames.append(frame)
+        frames.append(windows_shown(item))
         stats = result.statistics
-        for name in ("oos_total_return", "walk_forward_efficiency", "profitable_windows"):
+        for name in (
+            "oos_total_return",
+            "walk_forward_efficiency",
+            "walk_forward_efficiency_window_count",
+            "profitable_windows",
+        ):
             summary[metadata_key(f"{result.strategy}/{name}")] = metadata_number(name, stats[name])
         summary[f"{result.strategy}/modal_slug"] = stats["modal_slug"]
         summary[f"{result.strategy}/run_key"] = item.run_key
     best = max(stored, key=lambda s: s.result.statistics["oos_total_return"] or float("-inf"))
-    with TemporaryDirectory() as tmp:
-        png = plot_walk_forward(best.result, Path(tmp) / "walk_forward.png").read_bytes()
+    close = best.candles.frame["close"]
+    figure = walk_forward_figure(best.result, subject=ChartSubject.of(best.candles), close=close)
     windows = pd.concat(frames, ignore_index=True)
-    return {
+    metadata: dict[str, Any] = {
+        "equity_preview": png_markdown(
+            walk_forward_preview_png(best.result, close),
+            f"out-of-sample equity of {best.result.strategy} (blue) and buy and hold (grey)",
+        ),
         **summary,
-        "windows": frame_table(readable_frame(windows)),
+        "windows": figures_table(windows),
+        "windows_rows": MetadataValue.json(
+            [{"strategy": s.result.strategy, **s.result.to_dict()} for s in stored]
+        ),
         "dagster/row_count": len(windows),
         "out_of_sample_equity": png_markdown(
-            png, f"out-of-sample equity of {best.result.strategy}"
+            figure_png(figure), f"out-of-sample equity of {best.result.strategy}"
         ),
         "candle_fingerprint": best.candles.fingerprint,
     }
+    if best.candles.key is not None and best.candles.key.exchange == "synthetic":
+        metadata["data_warning"] = (
+            "SYNTHETIC: walked forward on simulated candles, not Binance data"
+        )
+    return metadata
+
+
+def windows_shown(item: StoredWalkForward) -> pd.DataFrame:
+    """The columns of a strategy's windows that fit the UI's page: which window, when it
+    traded (month-day hour, UTC), what was chosen in sample and how it did out of sample."""
+    result = item.result
+    return pd.DataFrame(
+        [
+            {
+                "strategy": result.strategy,
+                "window": w.window_no,
+                "out_of_sample": f"{w.out_sample_start:%m-%d %H:%M}.."
+                f"{w.out_sample_end:%m-%d %H:%M}",
+                "chosen": w.best_slug.removeprefix(f"{result.strategy}-"),
+                "in_sample_score": w.in_sample_score,
+                "out_sample_score": w.out_sample_score,
+                "out_sample_return": w.out_sample_return,
+            }
+            for w in result.windows
+        ],
+        columns=[
+            "strategy",
+            "window",
+            "out_of_sample",
+            "chosen",
+            "in_sample_score",
+            "out_sample_score",
+            "out_sample_return",
+        ],
+    )
 
 
 @asset(

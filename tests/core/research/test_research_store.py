@@ -75,8 +75,11 @@ def test_walk_forward_report_replaces_its_windows(store: ResearchStore) -> None:
     assert set(windows["run_key"]) == {key}
     assert list(windows["best_slug"]) == [w.best_slug for w in result.windows]
     metrics = windows.iloc[0]["out_sample_metrics"]
-    assert metrics["out_sample_annual_return"] == pytest.approx(
-        result.windows[0].out_sample_annual_return
+    assert metrics["out_sample_annual_log_return"] == pytest.approx(
+        result.windows[0].out_sample_annual_log_return
+    )
+    assert metrics["total_commission"] == pytest.approx(
+        result.windows[0].out_sample_metrics["total_commission"]
     )
     assert store.latest_walk_forward("ETHUSDT", "rsi").empty
 

@@ -14,9 +14,14 @@ from cryptota_core.errors import InvalidInputError
 from cryptota_core.research.statistics import (
     DeflatedSharpe,
     block_boundaries,
+    blocks_from_returns,
     deflated_sharpe_ratio,
+    effective_observations,
     expected_max_sharpe,
+    haircut_sharpe_ratio,
     minimum_track_record_length,
+    null_sharpe_variance,
+    pbo_by_convention,
     pbo_from_blocks,
     pbo_from_returns,
     probabilistic_sharpe_ratio,
@@ -346,8 +351,101 @@ def test_pbo_rejects_degenerate_shapes_with_one_line() -> None:
         (lambda: pbo_from_blocks(np.full((5, 4), np.nan), np.zeros((5, 4)), np.ones(4)), "NaN"),
         (lambda: pbo_from_blocks(np.zeros((5, 4)), np.zeros((5, 4)), -np.ones(4)), "negative"),
         (lambda: pbo_from_blocks(np.zeros((5, 4)), -np.ones((5, 4)), np.ones(4)), "negative"),
+        (lambda: pbo_from_returns(r, 4, flat_half="best"), "flat_half='best'"),  # type: ignore[arg-type]
     ]
     for call, message in cases:
         with pytest.raises(InvalidInputError, match=message) as error:
             call()
         assert "\n" not in str(error.value)
+
+
+def test_pbo_does_not_swap_near_ties_by_summation_order() -> None:
+    """Two sets whose returns differ by rounding (4e-16) are one set for CSCV: the result is the
+    one of an exact copy, whichever of the two has the larger sums — without the tolerance the
+    copy that rounds up would win every in-sample half it shares and move every rank by ½."""
+    r = np.random.default_rng(21).normal(0.0, 0.01, (320, 8))
+    exact = r.copy()
+    exact[:, 1] = exact[:, 0]
+    reference = pbo_from_returns(exact, 8)
+    for shift in (4e-16, -4e-16):
+        near = exact.copy()
+        near[:, 1] = near[:, 0] + shift
+        assert (near[:, 1] != near[:, 0]).any()
+        result = pbo_from_returns(near, 8)
+        np.testing.assert_array_equal(result.chosen, reference.chosen)
+        np.testing.assert_array_equal(result.logits, reference.logits)
+        assert result.pbo == reference.pbo
+    assert 1 not in reference.chosen  # the lower index wins a tie
+
+
+def test_pbo_flat_half_conventions_rank_a_set_that_does_not_trade() -> None:
+    """Every trading set loses; set 0 never trades. Ranked as worst, the flat set is never the
+    in-sample choice and the loser chosen instead is below it nowhere; ranked as its zero
+    return, the flat set is the in-sample best of every combination and the best out of
+    sample too (PBO 0): the two conventions bracket what a flat half means."""
+    r = np.random.default_rng(22).normal(-0.004, 0.01, (320, 6))
+    r[:, 0] = 0.0
+    worst = pbo_from_returns(r, 8, flat_half="worst")
+    zero = pbo_from_returns(r, 8, flat_half="zero")
+    assert (worst.flat_half, zero.flat_half) == ("worst", "zero")
+    assert 0 not in worst.chosen
+    assert (zero.chosen == 0).all()
+    assert zero.pbo == 0.0
+    assert worst.pbo != zero.pbo
+    both = pbo_by_convention(*blocks_from_returns(r, 8), max_chunk_elements=40)
+    for one, result in ((worst, both["worst"]), (zero, both["zero"])):
+        np.testing.assert_array_equal(one.logits, result.logits)
+        np.testing.assert_array_equal(one.chosen, result.chosen)
+        assert one.flat_half == result.flat_half
+
+
+def test_null_sharpe_variance_is_the_spread_of_skill_less_sharpe_ratios() -> None:
+    """1,000 skill-less trials of 250 returns each: their Sharpe ratios spread as 1 / (n − 1),
+    which is what null_sharpe_variance says without looking at the trials."""
+    r = np.random.default_rng(23).standard_t(5, (250, 1_000)) * 0.01
+    sharpes = r.mean(axis=0) / r.std(axis=0, ddof=1)
+    assert sharpe_variance(sharpes) == pytest.approx(null_sharpe_variance(250), rel=0.1)
+    assert math.isnan(null_sharpe_variance(1))
+
+
+def test_dsr_takes_a_given_variance_and_rejects_a_negative_one() -> None:
+    r = np.random.default_rng(24).normal(0.003, 0.01, 500)
+    trials = np.random.default_rng(25).normal(0.0, 0.5, 100)  # a spread that is not luck
+    cross = deflated_sharpe_ratio(r, trials)
+    null = deflated_sharpe_ratio(r, trials, variance=null_sharpe_variance(500))
+    assert null.sharpe_variance == pytest.approx(1 / 499)
+    assert null.expected_max_sharpe == pytest.approx(expected_max_sharpe(100, 1 / 499))
+    assert cross.dsr < 0.01 < 0.95 < null.dsr
+    with pytest.raises(InvalidInputError, match="variance=-1"):
+        deflated_sharpe_ratio(r, trials, variance=-1.0)
+
+
+def test_haircut_sharpe_is_the_bonferroni_equivalent_sharpe_ratio() -> None:
+    """Harvey & Liu (2015): the haircut Sharpe ratio's single-test p-value is N times the
+    original one's; one trial keeps the Sharpe ratio, and a marginal one is cut to zero."""
+    sharpe, n, skew, kurt = 0.15, 400, -0.5, 6.0
+    p = 1 - probabilistic_sharpe_ratio(sharpe, n, skew, kurt)
+    for trials in (1, 10, 100):
+        haircut = haircut_sharpe_ratio(sharpe, n, skew, kurt, trials)
+        ratio = stats.norm.ppf(1 - trials * p) / stats.norm.ppf(1 - p)
+        assert haircut == pytest.approx(sharpe * ratio, rel=1e-9)
+    assert haircut_sharpe_ratio(sharpe, n, skew, kurt, 1) == pytest.approx(sharpe)
+    assert haircut_sharpe_ratio(0.05, 100, 0.0, 3.0, 1_000) == 0.0
+    assert haircut_sharpe_ratio(-0.1, 100, 0.0, 3.0, 1) == 0.0
+    assert math.isnan(haircut_sharpe_ratio(math.nan, 100, 0.0, 3.0, 5))
+    with pytest.raises(InvalidInputError, match="n_trials=0"):
+        haircut_sharpe_ratio(0.1, 100, 0.0, 3.0, 0)
+
+
+def test_effective_observations_shrink_with_positive_autocorrelation() -> None:
+    rng = np.random.default_rng(26)
+    white = effective_observations(rng.normal(0.0, 1.0, 5_000))
+    assert white.n_obs == 5_000 and abs(white.autocorrelation) < 0.05
+    x = np.zeros(5_000)
+    shocks = rng.normal(0.0, 1.0, 5_000)
+    for i in range(1, x.size):
+        x[i] = 0.5 * x[i - 1] + shocks[i]
+    ar = effective_observations(x)
+    assert ar.autocorrelation == pytest.approx(0.5, abs=0.05)
+    assert ar.adjusted == pytest.approx(5_000 * (1 - ar.autocorrelation) / (1 + ar.autocorrelation))
+    assert math.isnan(effective_observations(np.zeros(10)).adjusted)

@@ -361,7 +361,37 @@ def test_leaderboard_other_metrics(store: ResultsStore) -> None:
     assert list(worst["slug"]) == ["rsi-p7"]
 
 
-@pytest.mark.parametrize("bad", [{"metric": "sharpe; drop table x"}, {"top": 0}])
+def test_leaderboard_ranks_runs_below_min_trades_after_the_others_and_says_so(
+    store: ResultsStore,
+) -> None:
+    """A Sharpe ratio of two trades is luck: with ``min_trades`` such runs rank after every run
+    that traded enough, whatever their Sharpe, and the note says why; a blank (undefined)
+    Sharpe is explained too."""
+    runs = {"rsi-p7": (9.0, 2), "rsi-p14": (0.4, 12), "rsi-p21": (None, 0), "rsi-p28": (0.1, 5)}
+    for slug, (sharpe, trades) in runs.items():
+        metrics = {"sharpe_ratio": sharpe, "trade_count": trades}
+        save(store, make_result(slug=slug, metrics=metrics))
+    plain = store.leaderboard("BTCUSDT", "rsi")
+    assert list(plain["slug"]) == ["rsi-p7", "rsi-p14", "rsi-p28", "rsi-p21"]
+    assert list(plain["note"]) == ["", "", "", "sharpe_ratio undefined (no trades)"]
+
+    board = store.leaderboard("BTCUSDT", "rsi", min_trades=5)
+    assert list(board["slug"]) == ["rsi-p14", "rsi-p28", "rsi-p7", "rsi-p21"]
+    assert list(board["rank"]) == [1, 2, 3, 4]
+    assert list(board["note"]) == [
+        "",
+        "",
+        "< 5 trades",
+        "< 5 trades; sharpe_ratio undefined (no trades)",
+    ]
+    assert board.attrs["min_trades"] == 5
+    assert list(store.leaderboard("BTCUSDT", "rsi", min_trades=5, top=1)["slug"]) == ["rsi-p14"]
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [{"metric": "sharpe; drop table x"}, {"top": 0}, {"min_trades": -1}, {"min_trades": 2.5}],
+)
 def test_leaderboard_rejects_bad_arguments(store: ResultsStore, bad: dict[str, Any]) -> None:
     with pytest.raises(InvalidInputError):
         store.leaderboard(**bad)
