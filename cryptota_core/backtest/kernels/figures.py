@@ -1,7 +1,7 @@
 """Streaming performance figures: what :func:`~cryptota_core.metrics.compute_metrics` reports
 for an equity curve, accumulated bar by bar so a sweep never keeps a curve per parameter set.
 
-Per set the kernels keep a row of accumulators (``A_*`` columns) and, per block of returns,
+Per set the kernels keep one accumulator record (:data:`ACC_DT`) and, per block of returns,
 the sum and the sum of squares (the block arrays of the sweep). Returns are the simple per-bar
 returns of the equity curve, ``r_i = e_i / e_{i−1} − 1`` for bars ``1 .. n−1`` (pandas'
 ``pct_change``); return ``j = i − 1`` belongs to block ``b`` when ``edges[b] <= j <
@@ -23,45 +23,115 @@ Which figures are exact and which are not:
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import numba
 import numpy as np
 
-# Accumulator columns (one row per parameter set).
-A_FIRST = 0  # equity at bar 0 (the cash)
-A_FINAL = 1  # equity at the last bar
-A_WEALTH = 2  # prod(1 + r): compounded growth of 1
-A_PEAK = 3  # running peak of the wealth (starts at 1, the wealth before the first return)
-A_TROUGH = 4  # lowest wealth since that peak
-A_MDD = 5  # lowest (w - peak) / peak of the finished stretches; 0 at first
-A_DOWN = 6  # sum of min(r, 0)^2
-A_RMIN = 7  # smallest return (inf before any)
-A_RMAX = 8  # largest return (-inf before any)
-A_EMIN = 9  # smallest equity, grid only (a ruined account falls back to the full metrics)
-A_EXPOSURE = 10  # bars closing with a position
-A_TRADES = 11  # closed trades
-A_WINS = 12  # closed trades with pnl > 0
-A_PNL = 13  # sum of closed-trade pnl
-A_PNL2 = 14  # sum of squared closed-trade pnl
-A_PNL_MIN = 15
-A_PNL_MAX = 16
-A_FIELDS = 17
+from cryptota_core.backtest.kernels.broker import Record
+
+ACC_DT = np.dtype(
+    [
+        ("first", np.float64),  # equity at bar 0 (the cash)
+        ("final", np.float64),  # equity at the last bar
+        ("wealth", np.float64),  # prod(1 + r): compounded growth of 1
+        ("peak", np.float64),  # running peak of the wealth (1 before the first return)
+        ("trough", np.float64),  # lowest wealth since that peak
+        ("mdd", np.float64),  # lowest (w - peak) / peak of the finished stretches; 0 at first
+        ("down", np.float64),  # sum of min(r, 0)^2
+        ("rmin", np.float64),  # smallest return (inf before any)
+        ("rmax", np.float64),  # largest return (-inf before any)
+        ("emin", np.float64),  # smallest equity, grid only (a ruined account: full metrics)
+        ("exposure", np.float64),  # bars closing with a position
+        ("trades", np.float64),  # closed trades
+        ("wins", np.float64),  # closed trades with pnl > 0
+        ("pnl", np.float64),  # sum of closed-trade pnl
+        ("pnl2", np.float64),  # sum of squared closed-trade pnl
+        ("pnl_min", np.float64),
+        ("pnl_max", np.float64),
+    ],
+    align=True,
+)
+"""The accumulators of one parameter set: one record per set, read by name by the sweep's
+figures (:func:`cryptota_core.backtest.sweep`)."""
 
 CHUNK = 256
 """Returns summed locally before joining their block's sum (rounding-error control)."""
 
 
+class Held(NamedTuple):
+    """Returns summed locally since they last joined their block's sums (at most
+    :data:`CHUNK` of them, all in block ``block``)."""
+
+    block: int
+    returns: int  # how many
+    sum: float
+    sumsq: float
+    down: float  # sum of their squared losses, min(r, 0)^2
+
+
+@numba.njit(cache=True, inline="always")
+def flush_nb(
+    j: int,
+    held: Held,
+    down: float,
+    edges: np.ndarray,
+    block_sum: np.ndarray,
+    block_sumsq: np.ndarray,
+) -> tuple[Held, float]:
+    """Make room for return ``j``: when it lies past ``held``'s block or ``CHUNK`` returns are
+    held, add them to their block's sums (and their squared losses to the total ``down``) and
+    start an empty run in ``j``'s block. Returns the run to add ``j`` to and the new total."""
+    b = held.block
+    if j >= edges[b + 1] or held.returns == CHUNK:
+        block_sum[b] += held.sum
+        block_sumsq[b] += held.sumsq
+        down += held.down
+        while j >= edges[b + 1]:
+            b += 1
+        held = Held(b, 0, 0.0, 0.0, 0.0)
+    return held, down
+
+
+@numba.njit(cache=True, inline="always")
+def hold_return_nb(held: Held, r: float) -> Held:
+    """``held`` with return ``r`` added."""
+    neg = min(r, 0.0)
+    return Held(
+        held.block, held.returns + 1, held.sum + r, held.sumsq + r * r, held.down + neg * neg
+    )
+
+
+@numba.njit(cache=True, inline="always")
+def finish_held_nb(
+    held: Held, down: float, block_sum: np.ndarray, block_sumsq: np.ndarray
+) -> float:
+    """After the last return: the held run joins its block; returns the total ``down``."""
+    block_sum[held.block] += held.sum
+    block_sumsq[held.block] += held.sumsq
+    return down + held.down
+
+
 @numba.njit(cache=True)
-def init_accumulators_nb(acc: np.ndarray) -> None:
-    """Start values of one set's accumulator row."""
-    acc[:] = 0.0
-    acc[A_WEALTH] = 1.0
-    acc[A_PEAK] = 1.0
-    acc[A_TROUGH] = 1.0
-    acc[A_RMIN] = np.inf
-    acc[A_RMAX] = -np.inf
-    acc[A_EMIN] = np.inf
-    acc[A_PNL_MIN] = np.inf
-    acc[A_PNL_MAX] = -np.inf
+def init_accumulators_nb(acc: Record) -> None:
+    """Start values of one set's accumulator record (:data:`ACC_DT`)."""
+    acc.first = 0.0
+    acc.final = 0.0
+    acc.wealth = 1.0
+    acc.peak = 1.0
+    acc.trough = 1.0
+    acc.mdd = 0.0
+    acc.down = 0.0
+    acc.rmin = np.inf
+    acc.rmax = -np.inf
+    acc.emin = np.inf
+    acc.exposure = 0.0
+    acc.trades = 0.0
+    acc.wins = 0.0
+    acc.pnl = 0.0
+    acc.pnl2 = 0.0
+    acc.pnl_min = np.inf
+    acc.pnl_max = -np.inf
 
 
 @numba.njit(cache=True, inline="always")
@@ -89,15 +159,15 @@ def finish_drawdown_nb(peak: float, trough: float, mdd: float) -> float:
 
 
 @numba.njit(cache=True)
-def add_trade_nb(acc: np.ndarray, pnl: float) -> None:
+def add_trade_nb(acc: Record, pnl: float) -> None:
     """One closed trade into the trade accumulators."""
-    acc[A_TRADES] += 1.0
+    acc.trades += 1.0
     if pnl > 0.0:
-        acc[A_WINS] += 1.0
-    acc[A_PNL] += pnl
-    acc[A_PNL2] += pnl * pnl
-    acc[A_PNL_MIN] = min(acc[A_PNL_MIN], pnl)
-    acc[A_PNL_MAX] = max(acc[A_PNL_MAX], pnl)
+        acc.wins += 1.0
+    acc.pnl += pnl
+    acc.pnl2 += pnl * pnl
+    acc.pnl_min = min(acc.pnl_min, pnl)
+    acc.pnl_max = max(acc.pnl_max, pnl)
 
 
 @numba.njit(cache=True)
@@ -116,87 +186,66 @@ def long_trade_pnl_nb(
 def equity_figures_nb(
     equity: np.ndarray,
     edges: np.ndarray,
-    acc: np.ndarray,
+    acc: Record,
     block_sum: np.ndarray,
     block_sumsq: np.ndarray,
 ) -> None:
     """Accumulate a whole equity curve into ``acc`` and the block rows (used where a per-set
-    simulation keeps its curve anyway: ``rsi_divergence`` and ``grid``)."""
+    simulation keeps its curve anyway: ``grid``)."""
     n = equity.shape[0]
     if n == 0:
         return
-    acc[A_FIRST] = equity[0]
-    acc[A_FINAL] = equity[n - 1]
+    acc.first = equity[0]
+    acc.final = equity[n - 1]
     emin = equity[0]
-    wealth = acc[A_WEALTH]
-    peak = acc[A_PEAK]
-    trough = acc[A_TROUGH]
-    mdd = acc[A_MDD]
+    wealth = acc.wealth
+    peak = acc.peak
+    trough = acc.trough
+    mdd = acc.mdd
     down = 0.0
-    rmin = acc[A_RMIN]
-    rmax = acc[A_RMAX]
-    b = 0
-    s = 0.0
-    ss = 0.0
-    d = 0.0
-    k = 0
+    rmin = acc.rmin
+    rmax = acc.rmax
+    held = Held(0, 0, 0.0, 0.0, 0.0)
     for i in range(1, n):
         e = equity[i]
         if e < emin:
             emin = e
         r = e / equity[i - 1] - 1.0
-        j = i - 1
-        if j >= edges[b + 1] or k == CHUNK:
-            block_sum[b] += s
-            block_sumsq[b] += ss
-            down += d
-            s = 0.0
-            ss = 0.0
-            d = 0.0
-            k = 0
-            while j >= edges[b + 1]:
-                b += 1
-        s += r
-        ss += r * r
-        if r < 0.0:
-            d += r * r
-        k += 1
+        held, down = flush_nb(i - 1, held, down, edges, block_sum, block_sumsq)
+        held = hold_return_nb(held, r)
         if r < rmin:
             rmin = r
         if r > rmax:
             rmax = r
         wealth, peak, trough, mdd = drawdown_step_nb(wealth, r, peak, trough, mdd)
-    block_sum[b] += s
-    block_sumsq[b] += ss
-    down += d
-    acc[A_EMIN] = emin
-    acc[A_WEALTH] = wealth
-    acc[A_PEAK] = peak
-    acc[A_TROUGH] = trough
-    acc[A_MDD] = finish_drawdown_nb(peak, trough, mdd)
-    acc[A_DOWN] = down
-    acc[A_RMIN] = rmin
-    acc[A_RMAX] = rmax
+    acc.down = finish_held_nb(held, down, block_sum, block_sumsq)
+    acc.emin = emin
+    acc.wealth = wealth
+    acc.peak = peak
+    acc.trough = trough
+    acc.mdd = finish_drawdown_nb(peak, trough, mdd)
+    acc.rmin = rmin
+    acc.rmax = rmax
 
 
 @numba.njit(cache=True)
-def fifo_trades_nb(
-    fill_size: np.ndarray, fill_price: np.ndarray, fill_comm: np.ndarray, acc: np.ndarray
-) -> None:
+def fifo_trades_nb(fills: np.ndarray, acc: Record) -> None:
     """The closed trades of ``trades_from_fills`` (first-in first-out lot matching, the same
-    tolerances and the same arithmetic) into the trade accumulators; open lots are ignored."""
-    m = fill_size.shape[0]
+    tolerances and the same arithmetic) of ``fills`` (:data:`~.broker.FILL_DT` records) into
+    the trade accumulators; open lots are ignored."""
+    m = fills.shape[0]
     lot_size = np.empty(m + 1)
     lot_price = np.empty(m + 1)
     lot_cpu = np.empty(m + 1)
     head = 0
     tail = 0
     for f in range(m):
-        size = fill_size[f]
-        price = fill_price[f]
+        fill = fills[f]
+        size = fill.size
+        price = fill.price
         remaining = size
         tolerance = 1e-9 * abs(size)
-        cpu = fill_comm[f] / abs(size) if size else 0.0
+        cpu = fill.commission / abs(size) if size else 0.0
         while (
             head < tail and abs(remaining) > tolerance and (lot_size[head] > 0) != (remaining > 0)
         ):

@@ -15,21 +15,27 @@ What makes it exact is mirroring backtrader's event order on every bar:
    close leaves the grid.
 
 Orders placed in step 2 or 3 join the end of the pending queue and are first tried on the next
-bar. A cancelled order leaves the queue at once. Orders are kept in one growable 2-D float array
-(one row per order, columns ``O_*``) so the kernel needs no typed containers.
+bar. A cancelled order leaves the queue at once. Orders are kept in one growable record array
+(:data:`~cryptota_core.backtest.kernels.broker.ORDER_DT`, one row per order) and the queues in
+growable index arrays (a :class:`Book`), so the kernel needs no typed containers.
 """
 
 from __future__ import annotations
+
+from typing import NamedTuple
 
 import numba
 import numpy as np
 
 from cryptota_core.backtest.kernels.broker import (
+    FILL_DT,
+    ORDER_DT,
     STATUS_CANCELLED,
     STATUS_FILLED,
     STATUS_OPEN,
     STATUS_PARTIAL,
     STATUS_REJECTED,
+    Record,
     execute_nb,
     limit_fill_price_nb,
     market_fill_price_nb,
@@ -39,43 +45,54 @@ from cryptota_core.backtest.kernels.broker import (
 DUST = 1e-12
 """The grid strategy's ``_DUST``: a rebalance smaller than this × levels × unit is skipped."""
 
-# Columns of the order array.
-O_BAR = 0  # bar after whose close (or in whose notifications) the order was placed
-O_SIDE = 1  # +1 buy, -1 sell
-O_LIMIT = 2  # 1 limit, 0 market
-O_PRICE = 3  # limit price, NaN for market orders
-O_SIZE = 4  # size as the strategy logged it
-O_REMAINING = 5  # signed units still to execute (backtrader's executed.remsize)
-O_STATUS = 6  # STATUS_*
-O_FILL_BAR = 7  # bar of the last execution, -1 if none
-O_FILL_PRICE = 8  # price of the last execution
-O_COMMISSION = 9  # commission of the last execution
-O_LEVEL = 10  # grid level j of a limit order
-O_FIELDS = 11
-
-# Columns of the fill array (one row per execution, in notification order).
-F_BAR = 0
-F_SIZE = 1
-F_PRICE = 2
-F_COMMISSION = 3
-F_FIELDS = 4
-
 _EVENT_FILL = 0
 _EVENT_MARGIN = 1
 
+EVENT_DT = np.dtype(
+    [
+        ("order", np.int64),  # row of the order in the book
+        ("kind", np.int64),  # _EVENT_FILL or _EVENT_MARGIN
+        ("size", np.float64),  # signed executed units (fills)
+        ("price", np.float64),
+        ("commission", np.float64),
+    ],
+    align=True,
+)
+"""One notification the broker queued on this bar, delivered after the close is valued."""
+
+
+class Book(NamedTuple):
+    """The grid's orders and the two queues over them; each array has spare room at its end
+    (grown by doubling), the counts say how much is used."""
+
+    orders: np.ndarray  # ORDER_DT rows, in placement order
+    n_orders: int
+    pending: np.ndarray  # backtrader's pending queue: order rows, in submission order
+    n_pending: int
+    live: np.ndarray  # GridBt.live: live grid orders, in insertion order
+    n_live: int
+
+
+class Position(NamedTuple):
+    """The broker's cash and position (size and average price)."""
+
+    cash: float
+    size: float
+    price: float
+
+
+class Centre(NamedTuple):
+    """Where the grid stands: its reference close, order size, and the rebalancing order."""
+
+    centred: bool
+    reference: float
+    unit: float
+    rebalance: int  # order row of the last re-centring's market order, -1 if none
+
 
 @numba.njit(cache=True)
-def _grow_rows(a: np.ndarray, rows: int) -> np.ndarray:
-    """``a`` with room for at least ``rows`` rows (doubling), contents kept."""
-    if rows <= a.shape[0]:
-        return a
-    out = np.empty((max(rows, 2 * a.shape[0]), a.shape[1]), dtype=a.dtype)
-    out[: a.shape[0]] = a
-    return out
-
-
-@numba.njit(cache=True)
-def _grow_ints(a: np.ndarray, size: int) -> np.ndarray:
+def _grow(a: np.ndarray, size: int) -> np.ndarray:
+    """``a`` with room for at least ``size`` rows (doubling), contents kept."""
     if size <= a.shape[0]:
         return a
     out = np.empty(max(size, 2 * a.shape[0]), dtype=a.dtype)
@@ -117,192 +134,253 @@ def simulate_grid_nb(
     """Run the grid bot over the candles.
 
     Returns ``(equity, position, orders, fills, rejected)``: value and position at every close,
-    the order rows (``O_*`` columns, in placement order), the executions (``F_*`` columns, in
-    the order the strategy was notified) and the number of rejections."""
+    the :data:`ORDER_DT` rows (in placement order), the :data:`FILL_DT` executions (in the
+    order the strategy was notified) and the number of rejections."""
     n = close.shape[0]
     equity = np.empty(n)
     position = np.empty(n)
-    orders = np.empty((64 + 8 * levels, O_FIELDS))
-    n_orders = 0
-    fills = np.empty((64, F_FIELDS))
+    room = 64 + 8 * levels
+    book = Book(
+        np.empty(room, dtype=ORDER_DT),
+        0,
+        np.empty(room, dtype=np.int64),
+        0,
+        np.empty(room, dtype=np.int64),
+        0,
+    )
+    fills = np.empty(64, dtype=FILL_DT)
     n_fills = 0
-    pending = np.empty(64 + 8 * levels, dtype=np.int64)  # backtrader's pending queue
-    n_pending = 0
-    live = np.empty(64 + 8 * levels, dtype=np.int64)  # GridBt.live, in insertion order
-    n_live = 0
-    events = np.empty((64, 5))  # this bar's notifications: order, kind, size, price, comm
-    size = 0.0
-    price = 0.0
+    events = np.empty(64, dtype=EVENT_DT)
+    account = Position(cash, 0.0, 0.0)
+    centre = Centre(False, 0.0, 0.0, -1)
     rejected = 0
-    reference = 0.0
-    centred = False
-    unit = 0.0
-    rebalance = -1
     for t in range(n):
-        # 1. the broker tries every pending order once, in queue order
-        n_events = 0
-        keep = 0
-        for q in range(n_pending):
-            k = pending[q]
-            side = int(orders[k, O_SIDE])
-            if orders[k, O_LIMIT] == 0.0:
-                fill = market_fill_price_nb(side, open_[t], high[t], low[t], slippage)
-            else:
-                fill = limit_fill_price_nb(
-                    side, orders[k, O_PRICE], open_[t], high[t], low[t], slippage
-                )
-            if not np.isnan(fill):
-                cash, size, price, executed, comm, margin = execute_nb(
-                    orders[k, O_REMAINING], fill, cash, size, price, commission
-                )
-                if executed != 0.0:
-                    remaining = orders[k, O_REMAINING] - executed
-                    orders[k, O_REMAINING] = remaining
-                    orders[k, O_STATUS] = STATUS_PARTIAL if remaining != 0.0 else STATUS_FILLED
-                    orders[k, O_FILL_BAR] = t
-                    orders[k, O_FILL_PRICE] = fill
-                    orders[k, O_COMMISSION] = comm
-                    events = _grow_rows(events, n_events + 1)
-                    events[n_events, 0] = k
-                    events[n_events, 1] = _EVENT_FILL
-                    events[n_events, 2] = executed
-                    events[n_events, 3] = fill
-                    events[n_events, 4] = comm
-                    n_events += 1
-                if margin:
-                    orders[k, O_STATUS] = STATUS_REJECTED
-                    events = _grow_rows(events, n_events + 1)
-                    events[n_events, 0] = k
-                    events[n_events, 1] = _EVENT_MARGIN
-                    n_events += 1
-            status = orders[k, O_STATUS]
-            if status == STATUS_OPEN or status == STATUS_PARTIAL:  # noqa: SIM109 (numba)
-                pending[keep] = k
-                keep += 1
-        n_pending = keep
-        value = value_nb(cash, size, price, close[t])
-
-        # 2. notifications, in the order the broker queued them
-        for e in range(n_events):
-            k = int(events[e, 0])
-            if events[e, 1] == _EVENT_FILL:
-                fills = _grow_rows(fills, n_fills + 1)
-                fills[n_fills, F_BAR] = t
-                fills[n_fills, F_SIZE] = events[e, 2]
-                fills[n_fills, F_PRICE] = events[e, 3]
-                fills[n_fills, F_COMMISSION] = events[e, 4]
-                n_fills += 1
-                before = n_live
-                n_live = _remove(live, n_live, k)
-                if n_live < before:  # a live grid order: place the next one
-                    j = int(orders[k, O_LEVEL]) + (1 if events[e, 2] > 0.0 else -1)
-                    new_side = -1 if events[e, 2] > 0.0 else 1
-                    orders = _grow_rows(orders, n_orders + 1)
-                    _new_order(orders, n_orders, t, new_side, 1.0, unit, j, reference, spacing_pct)
-                    pending = _grow_ints(pending, n_pending + 1)
-                    pending[n_pending] = n_orders
-                    n_pending += 1
-                    live = _grow_ints(live, n_live + 1)
-                    live[n_live] = n_orders
-                    n_live += 1
-                    n_orders += 1
-            else:
-                rejected += 1
-                n_live = _remove(live, n_live, k)
-                if k == rebalance and orders[k, O_SIDE] > 0.0:
-                    # the inventory behind the sells never arrived: cancel them
-                    keep = 0
-                    for i in range(n_live):
-                        s = live[i]
-                        if orders[s, O_SIDE] < 0.0:
-                            before = n_pending
-                            n_pending = _remove(pending, n_pending, s)
-                            if n_pending < before:
-                                orders[s, O_STATUS] = STATUS_CANCELLED
-                        else:
-                            live[keep] = s
-                            keep += 1
-                    n_live = keep
-
-        # 3. record the close, then decide
+        book, events, n_events, account = _try_pending_nb(
+            book, events, account, t, open_[t], high[t], low[t], commission, slippage
+        )
+        value = value_nb(account.cash, account.size, account.price, close[t])
+        book, fills, n_fills, margins = _notify_nb(
+            book, events, n_events, fills, n_fills, t, centre, spacing_pct
+        )
+        rejected += margins
         equity[t] = value
-        position[t] = size
+        position[t] = account.size
         c = close[t]
         if (
-            not centred
-            or c > level_price_nb(reference, levels, spacing_pct)
-            or c < level_price_nb(reference, -levels, spacing_pct)
+            not centre.centred
+            or c > level_price_nb(centre.reference, levels, spacing_pct)
+            or c < level_price_nb(centre.reference, -levels, spacing_pct)
         ):
-            for i in range(n_live):
-                s = live[i]
-                before = n_pending
-                n_pending = _remove(pending, n_pending, s)
-                if n_pending < before:
-                    orders[s, O_STATUS] = STATUS_CANCELLED
-            n_live = 0
-            centred = True
-            reference = c
-            unit = order_size * value / c
-            delta = levels * unit - size
-            rebalance = -1
-            need = n_orders + 2 * levels + 1
-            orders = _grow_rows(orders, need)
-            pending = _grow_ints(pending, n_pending + 2 * levels + 1)
-            live = _grow_ints(live, 2 * levels)
-            if abs(delta) > DUST * levels * unit:
-                _new_order(
-                    orders,
-                    n_orders,
-                    t,
-                    1 if delta > 0 else -1,
-                    0.0,
-                    abs(delta),
-                    0,
-                    reference,
-                    spacing_pct,
-                )
-                rebalance = n_orders
-                pending[n_pending] = n_orders
-                n_pending += 1
-                n_orders += 1
-            for j in range(1, levels + 1):
-                _new_order(orders, n_orders, t, 1, 1.0, unit, -j, reference, spacing_pct)
-                pending[n_pending] = n_orders
-                n_pending += 1
-                live[n_live] = n_orders
-                n_live += 1
-                n_orders += 1
-            for j in range(1, levels + 1):
-                _new_order(orders, n_orders, t, -1, 1.0, unit, j, reference, spacing_pct)
-                pending[n_pending] = n_orders
-                n_pending += 1
-                live[n_live] = n_orders
-                n_live += 1
-                n_orders += 1
-    return equity, position, orders[:n_orders].copy(), fills[:n_fills].copy(), rejected
+            book, centre = _recentre_nb(
+                book, t, c, value, account.size, levels, spacing_pct, order_size
+            )
+    orders = book.orders[: book.n_orders].copy()
+    return equity, position, orders, fills[:n_fills].copy(), rejected
 
 
 @numba.njit(cache=True)
-def _new_order(
-    orders: np.ndarray,
-    k: int,
+def _try_pending_nb(
+    book: Book,
+    events: np.ndarray,
+    account: Position,
+    t: int,
+    open_: float,
+    high: float,
+    low: float,
+    commission: float,
+    slippage: float,
+) -> tuple[Book, np.ndarray, int, Position]:
+    """Step 1, the broker: every pending order is tried once, in queue order; each execution
+    changes cash and position before the next is tried and queues a notification (an
+    :data:`EVENT_DT` row). Orders no longer open leave the queue."""
+    orders = book.orders
+    pending = book.pending
+    cash, size, price = account
+    n_events = 0
+    keep = 0
+    for q in range(book.n_pending):
+        k = pending[q]
+        order = orders[k]
+        if not order.limit:
+            fill = market_fill_price_nb(order.side, open_, high, low, slippage)
+        else:
+            fill = limit_fill_price_nb(order.side, order.price, open_, high, low, slippage)
+        if not np.isnan(fill):
+            cash, size, price, executed, comm, margin = execute_nb(
+                order.remaining, fill, cash, size, price, commission
+            )
+            if executed != 0.0:
+                remaining = order.remaining - executed
+                order.remaining = remaining
+                order.status = STATUS_PARTIAL if remaining != 0.0 else STATUS_FILLED
+                order.fill_bar = t
+                order.fill_price = fill
+                order.commission = comm
+                events = _grow(events, n_events + 1)
+                event = events[n_events]
+                event.order = k
+                event.kind = _EVENT_FILL
+                event.size = executed
+                event.price = fill
+                event.commission = comm
+                n_events += 1
+            if margin:
+                order.status = STATUS_REJECTED
+                events = _grow(events, n_events + 1)
+                events[n_events].order = k
+                events[n_events].kind = _EVENT_MARGIN
+                n_events += 1
+        status = order.status
+        if status == STATUS_OPEN or status == STATUS_PARTIAL:  # noqa: SIM109 (numba)
+            pending[keep] = k
+            keep += 1
+    book = Book(orders, book.n_orders, pending, keep, book.live, book.n_live)
+    return book, events, n_events, Position(cash, size, price)
+
+
+@numba.njit(cache=True)
+def _notify_nb(
+    book: Book,
+    events: np.ndarray,
+    n_events: int,
+    fills: np.ndarray,
+    n_fills: int,
+    t: int,
+    centre: Centre,
+    spacing_pct: float,
+) -> tuple[Book, np.ndarray, int, int]:
+    """Step 2, the notifications in queue order: a fill is recorded and, if its order was a
+    live grid order, the opposite order goes one level further; a rejection frees its level,
+    and a rejected rebalancing buy cancels every live sell. Returns the book, the fills and
+    how many rejections there were."""
+    orders, n_orders, pending, n_pending, live, n_live = book
+    rejected = 0
+    for e in range(n_events):
+        event = events[e]
+        k = event.order
+        if event.kind == _EVENT_FILL:
+            fills = _grow(fills, n_fills + 1)
+            fill = fills[n_fills]
+            fill.bar = t
+            fill.size = event.size
+            fill.price = event.price
+            fill.commission = event.commission
+            n_fills += 1
+            before = n_live
+            n_live = _remove(live, n_live, k)
+            if n_live < before:  # a live grid order: place the next one
+                j = orders[k].level + (1 if event.size > 0.0 else -1)
+                new_side = -1 if event.size > 0.0 else 1
+                orders = _grow(orders, n_orders + 1)
+                _limit_order_nb(
+                    orders[n_orders], t, new_side, centre.unit, j, centre.reference, spacing_pct
+                )
+                pending = _grow(pending, n_pending + 1)
+                pending[n_pending] = n_orders
+                n_pending += 1
+                live = _grow(live, n_live + 1)
+                live[n_live] = n_orders
+                n_live += 1
+                n_orders += 1
+        else:
+            rejected += 1
+            n_live = _remove(live, n_live, k)
+            if k == centre.rebalance and orders[k].side > 0:
+                # the inventory behind the sells never arrived: cancel them
+                keep = 0
+                for i in range(n_live):
+                    s = live[i]
+                    if orders[s].side < 0:
+                        before = n_pending
+                        n_pending = _remove(pending, n_pending, s)
+                        if n_pending < before:
+                            orders[s].status = STATUS_CANCELLED
+                    else:
+                        live[keep] = s
+                        keep += 1
+                n_live = keep
+    return Book(orders, n_orders, pending, n_pending, live, n_live), fills, n_fills, rejected
+
+
+@numba.njit(cache=True)
+def _recentre_nb(
+    book: Book,
+    t: int,
+    c: float,
+    value: float,
+    size: float,
+    levels: int,
+    spacing_pct: float,
+    order_size: float,
+) -> tuple[Book, Centre]:
+    """Step 3, the strategy's re-centring on close ``c``: cancel every live order, size the
+    grid from ``value``, rebalance the inventory with one market order, then place the buy
+    limits below and the sell limits above the new reference."""
+    orders, n_orders, pending, n_pending, live, n_live = book
+    for i in range(n_live):
+        s = live[i]
+        before = n_pending
+        n_pending = _remove(pending, n_pending, s)
+        if n_pending < before:
+            orders[s].status = STATUS_CANCELLED
+    n_live = 0
+    reference = c
+    unit = order_size * value / c
+    delta = levels * unit - size
+    rebalance = -1
+    orders = _grow(orders, n_orders + 2 * levels + 1)
+    pending = _grow(pending, n_pending + 2 * levels + 1)
+    live = _grow(live, 2 * levels)
+    if abs(delta) > DUST * levels * unit:
+        order = orders[n_orders]
+        side = 1 if delta > 0 else -1
+        order.bar = t
+        order.side = side
+        order.limit = False
+        order.price = np.nan
+        order.size = abs(delta)
+        order.remaining = abs(delta) if side > 0 else -abs(delta)
+        order.status = STATUS_OPEN
+        order.fill_bar = -1
+        order.fill_price = np.nan
+        order.commission = np.nan
+        order.level = 0
+        rebalance = n_orders
+        pending[n_pending] = n_orders
+        n_pending += 1
+        n_orders += 1
+    for side in (1, -1):  # the buys below the reference, then the sells above it
+        for j in range(1, levels + 1):
+            _limit_order_nb(orders[n_orders], t, side, unit, -side * j, reference, spacing_pct)
+            pending[n_pending] = n_orders
+            n_pending += 1
+            live[n_live] = n_orders
+            n_live += 1
+            n_orders += 1
+    book = Book(orders, n_orders, pending, n_pending, live, n_live)
+    return book, Centre(True, reference, unit, rebalance)
+
+
+@numba.njit(cache=True)
+def _limit_order_nb(
+    order: Record,
     bar: int,
     side: int,
-    limit: float,
     size: float,
     level: int,
     reference: float,
     spacing_pct: float,
 ) -> None:
-    """Write order row ``k``. backtrader trades ``|size|`` (``Strategy.buy`` takes ``abs``)."""
-    orders[k, O_BAR] = bar
-    orders[k, O_SIDE] = side
-    orders[k, O_LIMIT] = limit
-    orders[k, O_PRICE] = level_price_nb(reference, level, spacing_pct) if limit else np.nan
-    orders[k, O_SIZE] = size
-    orders[k, O_REMAINING] = abs(size) if side > 0 else -abs(size)
-    orders[k, O_STATUS] = STATUS_OPEN
-    orders[k, O_FILL_BAR] = -1.0
-    orders[k, O_FILL_PRICE] = np.nan
-    orders[k, O_COMMISSION] = np.nan
-    orders[k, O_LEVEL] = level
+    """Fill in ``order`` as a grid limit order at ``level``. backtrader trades ``|size|``
+    (``Strategy.buy`` takes ``abs``)."""
+    order.bar = bar
+    order.side = side
+    order.limit = True
+    order.price = level_price_nb(reference, level, spacing_pct)
+    order.size = size
+    order.remaining = abs(size) if side > 0 else -abs(size)
+    order.status = STATUS_OPEN
+    order.fill_bar = -1
+    order.fill_price = np.nan
+    order.commission = np.nan
+    order.level = level

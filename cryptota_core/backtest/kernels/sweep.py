@@ -16,63 +16,110 @@ the thread moves on, so prices and indicator rows stay in the core's cache inste
 streamed from memory once per set. ``rsi_divergence`` and ``grid`` sets each run their own
 per-set kernel (signals or order book) under ``prange``.
 
-The simulation state of a set between tiles lives in a row of ``S_*`` columns.
+The simulation state of a set between tiles is parked in a :data:`LONG_STATE_DT` record; while
+a set runs it lives in NamedTuples (:class:`Account`, :class:`~.figures.Held`, :class:`Curve`)
+that numba keeps in registers, and :func:`long_set_nb` is three small steps over them (a flat
+stretch, a held stretch, a bar with an order to fill).
 """
 
 from __future__ import annotations
+
+from typing import NamedTuple
 
 import numba
 import numpy as np
 
 from cryptota_core.backtest.kernels.broker import (
+    Record,
     long_buy_nb,
     long_sell_nb,
     long_value_nb,
     market_fill_price_nb,
 )
 from cryptota_core.backtest.kernels.figures import (
-    A_DOWN,
-    A_EXPOSURE,
-    A_FIELDS,
-    A_FINAL,
-    A_FIRST,
-    A_MDD,
-    A_PEAK,
-    A_RMAX,
-    A_RMIN,
-    A_TROUGH,
-    A_WEALTH,
+    ACC_DT,
     CHUNK,
+    Held,
     add_trade_nb,
     drawdown_step_nb,
     equity_figures_nb,
     fifo_trades_nb,
     finish_drawdown_nb,
+    finish_held_nb,
+    flush_nb,
+    hold_return_nb,
     init_accumulators_nb,
     long_trade_pnl_nb,
 )
-from cryptota_core.backtest.kernels.grid import (
-    F_COMMISSION,
-    F_PRICE,
-    F_SIZE,
-    simulate_grid_nb,
-)
+from cryptota_core.backtest.kernels.grid import simulate_grid_nb
 from cryptota_core.backtest.kernels.signals import divergence_signals_nb
 
-# Simulation state of one long-only set between tiles.
-S_CASH = 0
-S_SIZE = 1  # position size (0 when flat)
-S_ENTRY = 2  # entry price of the position
-S_ENTRY_COMM = 3  # commission of the entry fill
-S_PENDING = 4  # +1 buy, -1 sell waiting for the next open, 0 none
-S_QTY = 5  # size of the pending buy
-S_PREV = 6  # equity at the previous close
-S_BLOCK = 7  # block of the next return
-S_SUM = 8  # returns (and their squares, and squared losses) not yet added to the block
-S_SUMSQ = 9
-S_DOWN = 10
-S_COUNT = 11  # how many returns those are
-S_FIELDS = 12
+LONG_STATE_DT = np.dtype(
+    [
+        ("cash", np.float64),
+        ("size", np.float64),  # position size (0 when flat)
+        ("entry", np.float64),  # entry price of the position
+        ("entry_comm", np.float64),  # commission of the entry fill
+        ("pending", np.float64),  # +1 buy, -1 sell waiting for the next open, 0 none
+        ("qty", np.float64),  # size of the pending buy
+        ("prev", np.float64),  # equity at the previous close
+        ("block", np.int64),  # block of the returns held locally
+        ("count", np.int64),  # how many returns are held locally
+        ("sum", np.float64),  # their sum, sum of squares, sum of squared losses
+        ("sumsq", np.float64),
+        ("down", np.float64),
+    ],
+    align=True,
+)
+"""Simulation state of one long-only set between tiles (see :func:`long_set_nb`)."""
+
+
+class Account(NamedTuple):
+    """The long-only broker of one set: cash, position, the order waiting for the next open,
+    and the equity at the previous close."""
+
+    cash: float
+    size: float
+    entry: float
+    entry_comm: float
+    pending: float  # +1 buy, -1 sell, 0 none
+    qty: float  # size of the pending buy
+    prev: float
+
+
+class Curve(NamedTuple):
+    """The streaming figures of one set's equity curve (fields of :data:`ACC_DT`)."""
+
+    wealth: float
+    peak: float
+    trough: float
+    mdd: float
+    rmin: float
+    rmax: float
+    exposure: float
+    down: float
+
+
+class Rule(NamedTuple):
+    """When a long-only set trades: enter (when flat, from bar ``warmup`` on) where
+    ``entry_score < entry_level`` and, with ``use_trend``, ``close > trend``; exit where
+    ``exit_score > exit_level``. Signal strategies pass ±1 scores against level 0."""
+
+    entry_score: np.ndarray
+    entry_level: float
+    exit_score: np.ndarray
+    exit_level: float
+    trend: np.ndarray
+    use_trend: bool
+    warmup: int
+
+
+class Costs(NamedTuple):
+    """The broker settings a long-only set trades with (the cash is in its :class:`Account`)."""
+
+    commission: float
+    slippage: float
+    stake: float
 
 
 def balanced_order(count: int, threads: int) -> np.ndarray:
@@ -82,215 +129,293 @@ def balanced_order(count: int, threads: int) -> np.ndarray:
     return np.concatenate([np.arange(k, count, threads) for k in range(max(1, threads))])
 
 
+# ---------------------------------------------------------------------- one long-only set
 @numba.njit(cache=True)
-def j_full(t: int, edges: np.ndarray, b: int) -> bool:
-    """Whether bar ``t``'s return (index ``t − 1``) lies past block ``b``."""
-    return t - 1 >= edges[b + 1]
+def init_long_state_nb(st: Record, acc: Record, cash: float) -> None:
+    """State of a long-only set before bar 0: flat with ``cash``; its accumulators reset."""
+    init_accumulators_nb(acc)
+    acc.first = cash + 0.0
+    st.cash = cash
+    st.size = 0.0
+    st.entry = 0.0
+    st.entry_comm = 0.0
+    st.pending = 0.0
+    st.qty = 0.0
+    st.prev = cash
+    st.block = 0
+    st.count = 0
+    st.sum = 0.0
+    st.sumsq = 0.0
+    st.down = 0.0
 
 
-@numba.njit(cache=True)
-def init_long_state_nb(st: np.ndarray, cash: float) -> None:
-    """State of a long-only set before bar 0: flat with ``cash``."""
-    st[:] = 0.0
-    st[S_CASH] = cash
-    st[S_PREV] = cash
+@numba.njit(cache=True, inline="always")
+def _load_nb(st: Record, acc: Record) -> tuple[Account, Held, Curve]:
+    account = Account(st.cash, st.size, st.entry, st.entry_comm, st.pending, st.qty, st.prev)
+    held = Held(st.block, st.count, st.sum, st.sumsq, st.down)
+    curve = Curve(
+        acc.wealth, acc.peak, acc.trough, acc.mdd, acc.rmin, acc.rmax, acc.exposure, acc.down
+    )
+    return account, held, curve
 
 
-@numba.njit(cache=True)
-def long_set_nb(
-    open_: np.ndarray,
-    high: np.ndarray,
-    low: np.ndarray,
+@numba.njit(cache=True, inline="always")
+def _store_nb(st: Record, acc: Record, account: Account, held: Held, curve: Curve) -> None:
+    st.cash = account.cash
+    st.size = account.size
+    st.entry = account.entry
+    st.entry_comm = account.entry_comm
+    st.pending = account.pending
+    st.qty = account.qty
+    st.prev = account.prev
+    st.block = held.block
+    st.count = held.returns
+    st.sum = held.sum
+    st.sumsq = held.sumsq
+    st.down = held.down
+    acc.wealth = curve.wealth
+    acc.peak = curve.peak
+    acc.trough = curve.trough
+    acc.mdd = curve.mdd
+    acc.rmin = curve.rmin
+    acc.rmax = curve.rmax
+    acc.exposure = curve.exposure
+    acc.down = curve.down
+
+
+@numba.njit(cache=True, inline="always")
+def _enters_nb(rule: Rule, close: np.ndarray, t: int) -> bool:
+    return rule.entry_score[t] < rule.entry_level and (
+        not rule.use_trend or close[t] > rule.trend[t]
+    )
+
+
+@numba.njit(cache=True, inline="always")
+def _with_return_nb(curve: Curve, r: float, down: float, exposure: float) -> Curve:
+    """``curve`` after return ``r``, with the new totals of squared losses and exposure."""
+    wealth, peak, trough, mdd = drawdown_step_nb(
+        curve.wealth, r, curve.peak, curve.trough, curve.mdd
+    )
+    return Curve(wealth, peak, trough, mdd, min(curve.rmin, r), max(curve.rmax, r), exposure, down)
+
+
+@numba.njit(cache=True, inline="always")
+def _flat_stretch_nb(
+    close: np.ndarray, rule: Rule, stake: float, t: int, t1: int, account: Account, curve: Curve
+) -> tuple[int, Account, Curve]:
+    """Flat, no order pending: every close is the cash, a zero return (which adds nothing to
+    the sums); scan to the next entry signal (or the tile's end) and place the buy there.
+    Returns the bar after the stretch."""
+    value = account.cash + 0.0
+    tt = t if t >= rule.warmup else rule.warmup
+    while tt < t1 and not _enters_nb(rule, close, tt):
+        tt += 1
+    last = tt if tt < t1 else t1 - 1
+    rmin = curve.rmin
+    rmax = curve.rmax
+    if last >= 1 and last >= t:  # at least one zero return was skipped
+        rmin = min(rmin, 0.0)
+        rmax = max(rmax, 0.0)
+    pending = account.pending
+    qty = account.qty
+    if tt < t1:
+        q = stake * value / close[tt]
+        if q:
+            pending = 1.0
+            qty = q
+    account = Account(
+        account.cash, account.size, account.entry, account.entry_comm, pending, qty, value
+    )
+    curve = Curve(
+        curve.wealth, curve.peak, curve.trough, curve.mdd, rmin, rmax, curve.exposure, curve.down
+    )
+    return last + 1, account, curve
+
+
+@numba.njit(cache=True, inline="always")
+def _held_stretch_nb(
     close: np.ndarray,
-    entry_score: np.ndarray,
-    entry_level: float,
-    exit_score: np.ndarray,
-    exit_level: float,
-    trend: np.ndarray,
-    use_trend: bool,
-    warmup: int,
-    t0: int,
+    rule: Rule,
+    t: int,
     t1: int,
     edges: np.ndarray,
-    commission: float,
-    slippage: float,
-    stake: float,
-    st: np.ndarray,
-    acc: np.ndarray,
+    account: Account,
+    held: Held,
+    curve: Curve,
     block_sum: np.ndarray,
     block_sumsq: np.ndarray,
-) -> None:
-    """Bars ``t0 .. t1 − 1`` of one long-only set, from and back into its state row ``st``.
-
-    Enters (when flat, from bar ``warmup`` on) where ``entry_score < entry_level`` and, with
-    ``use_trend``, ``close > trend``; exits where ``exit_score > exit_level``. Orders fill at the
-    next open exactly as :func:`~cryptota_core.backtest.kernels.broker.simulate_long_nb` fills
-    them.
-
-    The smallest equity (``A_EMIN``) is not tracked: a long-only account never reaches zero (a
-    buy is rejected unless cash covers it, a sale adds its proceeds less a commission below
-    100 %), so it stays at its start value, +inf."""
-    cash = st[S_CASH]
-    size = st[S_SIZE]
-    entry = st[S_ENTRY]
-    entry_comm = st[S_ENTRY_COMM]
-    pending = st[S_PENDING]
-    qty = st[S_QTY]
-    prev = st[S_PREV]
-    b = int(st[S_BLOCK])
-    s = st[S_SUM]
-    ss = st[S_SUMSQ]
-    d = st[S_DOWN]
-    k = int(st[S_COUNT])
-    wealth = acc[A_WEALTH]
-    peak = acc[A_PEAK]
-    trough = acc[A_TROUGH]
-    mdd = acc[A_MDD]
-    rmin = acc[A_RMIN]
-    rmax = acc[A_RMAX]
-    exposure = acc[A_EXPOSURE]
-    down = acc[A_DOWN]
-    t = t0
-    while t < t1:
-        if pending == 0.0 and size == 0.0:
-            # Flat: every close is the cash, a zero return; scan for the next entry signal.
-            value = cash + 0.0
-            tt = t if t >= warmup else warmup
-            while tt < t1 and not (
-                entry_score[tt] < entry_level and (not use_trend or close[tt] > trend[tt])
-            ):
-                tt += 1
-            last = tt if tt < t1 else t1 - 1
-            if t == 0:
-                acc[A_FIRST] = value
-            if last >= 1 and last >= t:  # at least one zero return was skipped
-                rmin = min(rmin, 0.0)
-                rmax = max(rmax, 0.0)
-            prev = value
-            if tt < t1:
-                q = stake * value / close[tt]
-                if q:
-                    pending = 1.0
-                    qty = q
-            t = last + 1
-            continue
-        if pending == 0.0:
-            # In a position: value every close until the exit signal. The stretch stops at a
-            # block edge or after CHUNK returns, where the local sums join the block's.
-            if j_full(t, edges, b) or k == CHUNK:
-                block_sum[b] += s
-                block_sumsq[b] += ss
-                down += d
-                s = 0.0
-                ss = 0.0
-                d = 0.0
-                k = 0
-                while t - 1 >= edges[b + 1]:
-                    b += 1
-            stop = min(t1, edges[b + 1] + 1, t + (CHUNK - k))
-            start = t
-            while t < stop:
-                value = long_value_nb(cash, size, entry, close[t])
-                r = value / prev - 1.0
-                s += r
-                ss += r * r
-                neg = min(r, 0.0)
-                d += neg * neg
-                rmin = min(rmin, r)
-                rmax = max(rmax, r)
-                wealth, peak, trough, mdd = drawdown_step_nb(wealth, r, peak, trough, mdd)
-                prev = value
-                t += 1
-                if exit_score[t - 1] > exit_level:  # t - 1 >= warmup: entered after warm-up
-                    pending = -1.0
-                    break
-            k += t - start
-            exposure += t - start
-            continue
-        # A bar with an order to fill at its open.
-        if pending > 0.0:
-            p = market_fill_price_nb(1, open_[t], high[t], low[t], slippage)
-            new_cash, comm = long_buy_nb(cash, qty, p, commission)
-            if new_cash >= 0.0:
-                cash = new_cash
-                size = qty
-                entry = p
-                entry_comm = 0.0 + comm
-        else:
-            p = market_fill_price_nb(-1, open_[t], high[t], low[t], slippage)
-            cash, comm = long_sell_nb(cash, size, entry, p, commission)
-            add_trade_nb(acc, long_trade_pnl_nb(size, entry, entry_comm, p, comm + 0.0))
-            size = 0.0
-            entry = 0.0
-        pending = 0.0
+) -> tuple[int, Account, Held, Curve]:
+    """In a position, no order pending: value every close until the exit signal. The stretch
+    also stops at a block edge or after ``CHUNK`` returns, where the held sums join the
+    block's. Returns the bar after the stretch."""
+    held, down = flush_nb(t - 1, held, curve.down, edges, block_sum, block_sumsq)
+    stop = min(t1, edges[held.block + 1] + 1, t + (CHUNK - held.returns))
+    start = t
+    cash = account.cash
+    size = account.size
+    entry = account.entry
+    prev = account.prev
+    pending = account.pending
+    wealth = curve.wealth
+    peak = curve.peak
+    trough = curve.trough
+    mdd = curve.mdd
+    rmin = curve.rmin
+    rmax = curve.rmax
+    while t < stop:
         value = long_value_nb(cash, size, entry, close[t])
         r = value / prev - 1.0
-        if j_full(t, edges, b) or k == CHUNK:
-            block_sum[b] += s
-            block_sumsq[b] += ss
-            down += d
-            s = 0.0
-            ss = 0.0
-            d = 0.0
-            k = 0
-            while t - 1 >= edges[b + 1]:
-                b += 1
-        s += r
-        ss += r * r
-        neg = min(r, 0.0)
-        d += neg * neg
-        k += 1
+        held = hold_return_nb(held, r)
         rmin = min(rmin, r)
         rmax = max(rmax, r)
         wealth, peak, trough, mdd = drawdown_step_nb(wealth, r, peak, trough, mdd)
         prev = value
-        if size != 0.0:
-            exposure += 1.0
-        if t >= warmup:
-            if size == 0.0:
-                if entry_score[t] < entry_level and (not use_trend or close[t] > trend[t]):
-                    q = stake * value / close[t]
-                    if q:
-                        pending = 1.0
-                        qty = q
-            elif exit_score[t] > exit_level:
-                pending = -1.0
         t += 1
-    st[S_CASH] = cash
-    st[S_SIZE] = size
-    st[S_ENTRY] = entry
-    st[S_ENTRY_COMM] = entry_comm
-    st[S_PENDING] = pending
-    st[S_QTY] = qty
-    st[S_PREV] = prev
-    st[S_BLOCK] = b
-    st[S_SUM] = s
-    st[S_SUMSQ] = ss
-    st[S_DOWN] = d
-    st[S_COUNT] = k
-    acc[A_WEALTH] = wealth
-    acc[A_PEAK] = peak
-    acc[A_TROUGH] = trough
-    acc[A_MDD] = mdd
-    acc[A_RMIN] = rmin
-    acc[A_RMAX] = rmax
-    acc[A_EXPOSURE] = exposure
-    acc[A_DOWN] = down
+        if rule.exit_score[t - 1] > rule.exit_level:  # t - 1 >= warmup: entered after it
+            pending = -1.0
+            break
+    account = Account(cash, size, entry, account.entry_comm, pending, account.qty, prev)
+    curve = Curve(wealth, peak, trough, mdd, rmin, rmax, curve.exposure + (t - start), down)
+    return t, account, held, curve
+
+
+@numba.njit(cache=True, inline="always")
+def _fill_at_open_nb(
+    open_: float, high: float, low: float, costs: Costs, account: Account, acc: Record
+) -> Account:
+    """The pending order fills at this bar's open (a buy the cash cannot cover is rejected and
+    changes nothing); a sale closes a trade into ``acc``."""
+    cash = account.cash
+    size = account.size
+    entry = account.entry
+    entry_comm = account.entry_comm
+    if account.pending > 0.0:
+        p = market_fill_price_nb(1, open_, high, low, costs.slippage)
+        new_cash, comm = long_buy_nb(cash, account.qty, p, costs.commission)
+        if new_cash >= 0.0:
+            cash = new_cash
+            size = account.qty
+            entry = p
+            entry_comm = 0.0 + comm
+    else:
+        p = market_fill_price_nb(-1, open_, high, low, costs.slippage)
+        cash, comm = long_sell_nb(cash, size, entry, p, costs.commission)
+        add_trade_nb(acc, long_trade_pnl_nb(size, entry, entry_comm, p, comm + 0.0))
+        size = 0.0
+        entry = 0.0
+    return Account(cash, size, entry, entry_comm, 0.0, account.qty, account.prev)
+
+
+@numba.njit(cache=True, inline="always")
+def _order_bar_nb(
+    prices: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray],
+    rule: Rule,
+    costs: Costs,
+    t: int,
+    edges: np.ndarray,
+    account: Account,
+    held: Held,
+    curve: Curve,
+    acc: Record,
+    block_sum: np.ndarray,
+    block_sumsq: np.ndarray,
+) -> tuple[Account, Held, Curve]:
+    """A bar with an order to fill at its open: fill it, value the close, then decide on the
+    closed bar (enter when flat, exit when long) for the next open."""
+    open_, high, low, close = prices
+    account = _fill_at_open_nb(open_[t], high[t], low[t], costs, account, acc)
+    cash, size, entry, entry_comm, pending, qty, prev = account
+    value = long_value_nb(cash, size, entry, close[t])
+    r = value / prev - 1.0
+    held, down = flush_nb(t - 1, held, curve.down, edges, block_sum, block_sumsq)
+    held = hold_return_nb(held, r)
+    curve = _with_return_nb(curve, r, down, curve.exposure + (1.0 if size != 0.0 else 0.0))
+    if t >= rule.warmup:
+        if size == 0.0:
+            if _enters_nb(rule, close, t):
+                q = costs.stake * value / close[t]
+                if q:
+                    pending = 1.0
+                    qty = q
+        elif rule.exit_score[t] > rule.exit_level:
+            pending = -1.0
+    return Account(cash, size, entry, entry_comm, pending, qty, value), held, curve
+
+
+@numba.njit(cache=True)
+def long_set_nb(
+    prices: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray],
+    rule: Rule,
+    costs: Costs,
+    t0: int,
+    t1: int,
+    edges: np.ndarray,
+    st: Record,
+    acc: Record,
+    block_sum: np.ndarray,
+    block_sumsq: np.ndarray,
+) -> None:
+    """Bars ``t0 .. t1 − 1`` of one long-only set trading by ``rule``, from and back into its
+    parked state ``st`` (:data:`LONG_STATE_DT`) and accumulators ``acc`` (:data:`ACC_DT`).
+    ``prices`` are (open, high, low, close). Orders fill at the next open exactly as
+    :func:`~cryptota_core.backtest.kernels.broker.simulate_long_nb` fills them.
+
+    The smallest equity (``emin``) is not tracked: a long-only account never reaches zero (a
+    buy is rejected unless cash covers it, a sale adds its proceeds less a commission below
+    100 %), so it stays at its start value, +inf."""
+    close = prices[3]
+    account, held, curve = _load_nb(st, acc)
+    t = t0
+    while t < t1:
+        if account.pending == 0.0 and account.size == 0.0:
+            t, account, curve = _flat_stretch_nb(close, rule, costs.stake, t, t1, account, curve)
+        elif account.pending == 0.0:
+            t, account, held, curve = _held_stretch_nb(
+                close, rule, t, t1, edges, account, held, curve, block_sum, block_sumsq
+            )
+        else:
+            account, held, curve = _order_bar_nb(
+                prices, rule, costs, t, edges, account, held, curve, acc, block_sum, block_sumsq
+            )
+            t += 1
+    _store_nb(st, acc, account, held, curve)
 
 
 @numba.njit(cache=True)
 def finish_long_set_nb(
-    st: np.ndarray, acc: np.ndarray, block_sum: np.ndarray, block_sumsq: np.ndarray
+    st: Record, acc: Record, block_sum: np.ndarray, block_sumsq: np.ndarray
 ) -> None:
     """After the last bar: add the returns still held locally, close the drawdown."""
-    b = int(st[S_BLOCK])
-    block_sum[b] += st[S_SUM]
-    block_sumsq[b] += st[S_SUMSQ]
-    acc[A_DOWN] += st[S_DOWN]
-    acc[A_FINAL] = st[S_PREV]
-    acc[A_MDD] = finish_drawdown_nb(acc[A_PEAK], acc[A_TROUGH], acc[A_MDD])
+    held = Held(st.block, st.count, st.sum, st.sumsq, st.down)
+    acc.down = finish_held_nb(held, acc.down, block_sum, block_sumsq)
+    acc.final = st.prev
+    acc.mdd = finish_drawdown_nb(acc.peak, acc.trough, acc.mdd)
 
 
+@numba.njit(cache=True)
+def _signal_set_nb(
+    prices: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray],
+    entry: np.ndarray,
+    exit_: np.ndarray,
+    warmup: int,
+    edges: np.ndarray,
+    cash: float,
+    costs: Costs,
+    st: Record,
+    acc: Record,
+    block_sum: np.ndarray,
+    block_sumsq: np.ndarray,
+) -> None:
+    """One long-only set over all bars from boolean entry and exit signals (state ``st``)."""
+    entry_score = np.where(entry, -1.0, 1.0)  # enter where the score is below 0
+    exit_score = np.where(exit_, 1.0, -1.0)  # exit where it is above 0
+    rule = Rule(entry_score, 0.0, exit_score, 0.0, prices[3], False, warmup)
+    init_long_state_nb(st, acc, cash)
+    long_set_nb(prices, rule, costs, 0, prices[3].shape[0], edges, st, acc, block_sum, block_sumsq)
+    finish_long_set_nb(st, acc, block_sum, block_sumsq)
+
+
+# ------------------------------------------------------------------------ sweep kernels
 @numba.njit(cache=True, parallel=True)
 def level_sweep_nb(
     open_: np.ndarray,
@@ -315,20 +440,21 @@ def level_sweep_nb(
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """``rsi`` / ``rsi_ma`` sets: each row of ``lanes`` (set indices, −1 padded) is one
     parallel lane that walks the bars tile by tile, running all of its sets on a tile before
-    the next. Returns ``(accumulators, block_sum, block_sumsq)``."""
+    the next. Returns ``(accumulators, block_sum, block_sumsq)`` (:data:`ACC_DT` records)."""
     n = close.shape[0]
     n_sets = rsi_row.shape[0]
     n_blocks = edges.shape[0] - 1
-    acc = np.empty((n_sets, A_FIELDS))
-    st = np.empty((n_sets, S_FIELDS))
+    prices = (open_, high, low, close)
+    costs = Costs(commission, slippage, stake)
+    acc = np.empty(n_sets, dtype=ACC_DT)
+    st = np.empty(n_sets, dtype=LONG_STATE_DT)
     block_sum = np.zeros((n_sets, n_blocks))
     block_sumsq = np.zeros((n_sets, n_blocks))
     for lane in numba.prange(lanes.shape[0]):
         for i in range(lanes.shape[1]):
             s = lanes[lane, i]
             if s >= 0:
-                init_accumulators_nb(acc[s])
-                init_long_state_nb(st[s], cash)
+                init_long_state_nb(st[s], acc[s], cash)
         for t0 in range(0, n, tile):
             t1 = min(n, t0 + tile)
             for i in range(lanes.shape[1]):
@@ -336,28 +462,10 @@ def level_sweep_nb(
                 if s < 0:
                     break
                 rsi = rsi_table[rsi_row[s]]
+                trend = trend_table[trend_row[s]]
+                rule = Rule(rsi, oversold[s], rsi, overbought[s], trend, use_trend, warmup[s])
                 long_set_nb(
-                    open_,
-                    high,
-                    low,
-                    close,
-                    rsi,
-                    oversold[s],
-                    rsi,
-                    overbought[s],
-                    trend_table[trend_row[s]],
-                    use_trend,
-                    warmup[s],
-                    t0,
-                    t1,
-                    edges,
-                    commission,
-                    slippage,
-                    stake,
-                    st[s],
-                    acc[s],
-                    block_sum[s],
-                    block_sumsq[s],
+                    prices, rule, costs, t0, t1, edges, st[s], acc[s], block_sum[s], block_sumsq[s]
                 )
         for i in range(lanes.shape[1]):
             s = lanes[lane, i]
@@ -387,10 +495,12 @@ def divergence_sweep_nb(
     """``rsi_divergence`` sets, one per ``prange`` iteration (in ``order``, see
     :func:`balanced_order`): the set's pivot signals (from the shared RSI row of its period),
     then :func:`long_set_nb` over all bars."""
-    n = close.shape[0]
     n_sets = rsi_row.shape[0]
     n_blocks = edges.shape[0] - 1
-    acc = np.empty((n_sets, A_FIELDS))
+    prices = (open_, high, low, close)
+    costs = Costs(commission, slippage, stake)
+    acc = np.empty(n_sets, dtype=ACC_DT)
+    st = np.empty(n_sets, dtype=LONG_STATE_DT)
     block_sum = np.zeros((n_sets, n_blocks))
     block_sumsq = np.zeros((n_sets, n_blocks))
     for i in numba.prange(n_sets):
@@ -398,35 +508,46 @@ def divergence_sweep_nb(
         entry, exit_ = divergence_signals_nb(
             low, high, rsi_table[rsi_row[s]], pivot_window[s], max_gap[s], warmup[s]
         )
-        entry_score = np.where(entry, -1.0, 1.0)  # enter where the score is below 0
-        exit_score = np.where(exit_, 1.0, -1.0)  # exit where it is above 0
-        st = np.empty(S_FIELDS)
-        init_accumulators_nb(acc[s])
-        init_long_state_nb(st, cash)
-        long_set_nb(
-            open_,
-            high,
-            low,
-            close,
-            entry_score,
-            0.0,
-            exit_score,
-            0.0,
-            close,
-            False,
-            warmup[s],
-            0,
-            n,
-            edges,
-            commission,
-            slippage,
-            stake,
-            st,
-            acc[s],
-            block_sum[s],
+        _signal_set_nb(
+            prices, entry, exit_, warmup[s], edges, cash, costs, st[s], acc[s], block_sum[s],
             block_sumsq[s],
-        )
-        finish_long_set_nb(st, acc[s], block_sum[s], block_sumsq[s])
+        )  # fmt: skip
+    return acc, block_sum, block_sumsq
+
+
+@numba.njit(cache=True, parallel=True)
+def signal_sweep_nb(
+    open_: np.ndarray,
+    high: np.ndarray,
+    low: np.ndarray,
+    close: np.ndarray,
+    entry: np.ndarray,
+    exit_: np.ndarray,
+    warmup: np.ndarray,
+    edges: np.ndarray,
+    cash: float,
+    commission: float,
+    slippage: float,
+    stake: float,
+    order: np.ndarray,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Long-only sets from precomputed signals (``entry`` and ``exit_``: one boolean row per
+    set), one per ``prange`` iteration in ``order``: any signal strategy's sweep without a
+    kernel of its own."""
+    n_sets = entry.shape[0]
+    n_blocks = edges.shape[0] - 1
+    prices = (open_, high, low, close)
+    costs = Costs(commission, slippage, stake)
+    acc = np.empty(n_sets, dtype=ACC_DT)
+    st = np.empty(n_sets, dtype=LONG_STATE_DT)
+    block_sum = np.zeros((n_sets, n_blocks))
+    block_sumsq = np.zeros((n_sets, n_blocks))
+    for i in numba.prange(n_sets):
+        s = order[i]
+        _signal_set_nb(
+            prices, entry[s], exit_[s], warmup[s], edges, cash, costs, st[s], acc[s],
+            block_sum[s], block_sumsq[s],
+        )  # fmt: skip
     return acc, block_sum, block_sumsq
 
 
@@ -450,7 +571,7 @@ def grid_sweep_nb(
     figures (the curve is one set's, per thread, and freed before the next)."""
     n_sets = levels.shape[0]
     n_blocks = edges.shape[0] - 1
-    acc = np.empty((n_sets, A_FIELDS))
+    acc = np.empty(n_sets, dtype=ACC_DT)
     block_sum = np.zeros((n_sets, n_blocks))
     block_sumsq = np.zeros((n_sets, n_blocks))
     for i in numba.prange(n_sets):
@@ -469,6 +590,6 @@ def grid_sweep_nb(
         )
         init_accumulators_nb(acc[s])
         equity_figures_nb(equity, edges, acc[s], block_sum[s], block_sumsq[s])
-        acc[s, A_EXPOSURE] = np.count_nonzero(position)
-        fifo_trades_nb(fills[:, F_SIZE], fills[:, F_PRICE], fills[:, F_COMMISSION], acc[s])
+        acc[s].exposure = np.count_nonzero(position)
+        fifo_trades_nb(fills, acc[s])
     return acc, block_sum, block_sumsq
