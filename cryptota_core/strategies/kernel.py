@@ -13,9 +13,10 @@ on the strategy. A spec without one runs on backtrader only. Two shapes:
 * any other :class:`StrategyKernel` simulates itself (``grid``'s order book).
 
 The kernel must reproduce the backtrader implementation bit for bit: the parity tests hold
-every kernel-backed strategy to it. Kernels take NumPy arrays and the validated parameters;
-they import only :mod:`cryptota_core.backtest.kernels` (numba, nothing else of ours), so a
-strategy module can declare one without depending on the engines.
+every kernel-backed strategy to it. Kernels take NumPy arrays, the validated parameters and
+the :class:`~cryptota_core.backtest.broker.BrokerSettings`; besides those settings they import
+only :mod:`cryptota_core.backtest.kernels` (numba, which imports nothing else of ours), so a
+strategy module declares one without depending on the engines.
 """
 
 from __future__ import annotations

@@ -53,7 +53,7 @@ ACC_DT = np.dtype(
     align=True,
 )
 """The accumulators of one parameter set: one record per set, read by name by the sweep's
-figures (:func:`cryptota_core.backtest.sweep`)."""
+figures (:mod:`cryptota_core.backtest.sweep`)."""
 
 CHUNK = 256
 """Returns summed locally before joining their block's sum (rounding-error control)."""
@@ -70,7 +70,7 @@ class Held(NamedTuple):
     down: float  # sum of their squared losses, min(r, 0)^2
 
 
-@numba.njit(cache=True, inline="always")
+@numba.njit(cache=True)
 def flush_nb(
     j: int,
     held: Held,
@@ -79,18 +79,27 @@ def flush_nb(
     block_sum: np.ndarray,
     block_sumsq: np.ndarray,
 ) -> tuple[Held, float]:
-    """Make room for return ``j``: when it lies past ``held``'s block or ``CHUNK`` returns are
-    held, add them to their block's sums (and their squared losses to the total ``down``) and
-    start an empty run in ``j``'s block. Returns the run to add ``j`` to and the new total."""
+    """Add the ``held`` returns to their block's sums (and their squared losses to the total
+    ``down``), and start an empty run in the block of return ``j``. Returns the new run and
+    total.
+
+    Due when return ``j`` lies past the held block or ``CHUNK`` returns are held (see
+    :func:`flush_due_nb`); the callers test that inline and call this only then, because a
+    call that passes arrays costs reference counting on every bar."""
     b = held.block
-    if j >= edges[b + 1] or held.returns == CHUNK:
-        block_sum[b] += held.sum
-        block_sumsq[b] += held.sumsq
-        down += held.down
-        while j >= edges[b + 1]:
-            b += 1
-        held = Held(b, 0, 0.0, 0.0, 0.0)
-    return held, down
+    block_sum[b] += held.sum
+    block_sumsq[b] += held.sumsq
+    down += held.down
+    while j >= edges[b + 1]:
+        b += 1
+    return Held(b, 0, 0.0, 0.0, 0.0), down
+
+
+@numba.njit(cache=True, inline="always")
+def flush_due_nb(j: int, held: Held, block_end: int) -> bool:
+    """Whether return ``j`` cannot join ``held``: it lies at or past ``block_end`` (the held
+    block's end, ``edges[held.block + 1]``) or ``CHUNK`` returns are held already."""
+    return j >= block_end or held.returns == CHUNK
 
 
 @numba.njit(cache=True, inline="always")
@@ -102,7 +111,7 @@ def hold_return_nb(held: Held, r: float) -> Held:
     )
 
 
-@numba.njit(cache=True, inline="always")
+@numba.njit(cache=True)
 def finish_held_nb(
     held: Held, down: float, block_sum: np.ndarray, block_sumsq: np.ndarray
 ) -> float:
@@ -211,7 +220,8 @@ def equity_figures_nb(
         if e < emin:
             emin = e
         r = e / equity[i - 1] - 1.0
-        held, down = flush_nb(i - 1, held, down, edges, block_sum, block_sumsq)
+        if flush_due_nb(i - 1, held, edges[held.block + 1]):
+            held, down = flush_nb(i - 1, held, down, edges, block_sum, block_sumsq)
         held = hold_return_nb(held, r)
         if r < rmin:
             rmin = r

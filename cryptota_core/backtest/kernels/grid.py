@@ -73,14 +73,6 @@ class Book(NamedTuple):
     n_live: int
 
 
-class Position(NamedTuple):
-    """The broker's cash and position (size and average price)."""
-
-    cash: float
-    size: float
-    price: float
-
-
 class Centre(NamedTuple):
     """Where the grid stands: its reference close, order size, and the rebalancing order."""
 
@@ -140,102 +132,104 @@ def simulate_grid_nb(
     equity = np.empty(n)
     position = np.empty(n)
     room = 64 + 8 * levels
-    book = Book(
-        np.empty(room, dtype=ORDER_DT),
-        0,
-        np.empty(room, dtype=np.int64),
-        0,
-        np.empty(room, dtype=np.int64),
-        0,
-    )
+    orders = np.empty(room, dtype=ORDER_DT)
+    n_orders = 0
+    pending = np.empty(room, dtype=np.int64)
+    n_pending = 0
+    live = np.empty(room, dtype=np.int64)
+    n_live = 0
     fills = np.empty(64, dtype=FILL_DT)
     n_fills = 0
     events = np.empty(64, dtype=EVENT_DT)
-    account = Position(cash, 0.0, 0.0)
+    cash = cash + 0.0
+    size = 0.0
+    price = 0.0
     centre = Centre(False, 0.0, 0.0, -1)
     rejected = 0
+    # Step 1 runs on every bar and stays in this loop: a helper taking the arrays would cost
+    # reference counting on every bar (twice the run time); steps 2 and 3 are helpers, called
+    # only on the bars that need them.
     for t in range(n):
-        book, events, n_events, account = _try_pending_nb(
-            book, events, account, t, open_[t], high[t], low[t], commission, slippage
-        )
-        value = value_nb(account.cash, account.size, account.price, close[t])
-        book, fills, n_fills, margins = _notify_nb(
-            book, events, n_events, fills, n_fills, t, centre, spacing_pct
-        )
-        rejected += margins
+        # 1. the broker tries every pending order once, in queue order; each execution changes
+        # cash and position before the next order is tried and queues a notification
+        n_events = 0
+        keep = 0
+        for q in range(n_pending):
+            k = pending[q]
+            order = orders[k]
+            if not order.limit:
+                fill = market_fill_price_nb(order.side, open_[t], high[t], low[t], slippage)
+            else:
+                fill = limit_fill_price_nb(
+                    order.side, order.price, open_[t], high[t], low[t], slippage
+                )
+            if np.isnan(fill):  # not reached on this bar: stays in the queue
+                pending[keep] = k
+                keep += 1
+                continue
+            cash, size, price, executed, comm, margin = execute_nb(
+                order.remaining, fill, cash, size, price, commission
+            )
+            if executed != 0.0:
+                _executed_nb(order, t, executed, fill, comm)
+                events = _grow(events, n_events + 1)
+                _event_nb(events[n_events], k, _EVENT_FILL, executed, fill, comm)
+                n_events += 1
+            if margin:
+                order.status = STATUS_REJECTED
+                events = _grow(events, n_events + 1)
+                _event_nb(events[n_events], k, _EVENT_MARGIN, 0.0, np.nan, np.nan)
+                n_events += 1
+            status = order.status
+            if status == STATUS_OPEN or status == STATUS_PARTIAL:  # noqa: SIM109 (numba)
+                pending[keep] = k
+                keep += 1
+        n_pending = keep
+        value = value_nb(cash, size, price, close[t])
+
+        # 2. notifications, in the order the broker queued them
+        if n_events:
+            book = Book(orders, n_orders, pending, n_pending, live, n_live)
+            book, fills, n_fills, margins = _notify_nb(
+                book, events, n_events, fills, n_fills, t, centre, spacing_pct
+            )
+            orders, n_orders, pending, n_pending, live, n_live = book
+            rejected += margins
+
+        # 3. record the close, then decide: re-centre on the first bar and when the close
+        # leaves the grid
         equity[t] = value
-        position[t] = account.size
+        position[t] = size
         c = close[t]
         if (
             not centre.centred
             or c > level_price_nb(centre.reference, levels, spacing_pct)
             or c < level_price_nb(centre.reference, -levels, spacing_pct)
         ):
-            book, centre = _recentre_nb(
-                book, t, c, value, account.size, levels, spacing_pct, order_size
-            )
-    orders = book.orders[: book.n_orders].copy()
-    return equity, position, orders, fills[:n_fills].copy(), rejected
+            book = Book(orders, n_orders, pending, n_pending, live, n_live)
+            book, centre = _recentre_nb(book, t, c, value, size, levels, spacing_pct, order_size)
+            orders, n_orders, pending, n_pending, live, n_live = book
+    return equity, position, orders[:n_orders].copy(), fills[:n_fills].copy(), rejected
 
 
-@numba.njit(cache=True)
-def _try_pending_nb(
-    book: Book,
-    events: np.ndarray,
-    account: Position,
-    t: int,
-    open_: float,
-    high: float,
-    low: float,
-    commission: float,
-    slippage: float,
-) -> tuple[Book, np.ndarray, int, Position]:
-    """Step 1, the broker: every pending order is tried once, in queue order; each execution
-    changes cash and position before the next is tried and queues a notification (an
-    :data:`EVENT_DT` row). Orders no longer open leave the queue."""
-    orders = book.orders
-    pending = book.pending
-    cash, size, price = account
-    n_events = 0
-    keep = 0
-    for q in range(book.n_pending):
-        k = pending[q]
-        order = orders[k]
-        if not order.limit:
-            fill = market_fill_price_nb(order.side, open_, high, low, slippage)
-        else:
-            fill = limit_fill_price_nb(order.side, order.price, open_, high, low, slippage)
-        if not np.isnan(fill):
-            cash, size, price, executed, comm, margin = execute_nb(
-                order.remaining, fill, cash, size, price, commission
-            )
-            if executed != 0.0:
-                remaining = order.remaining - executed
-                order.remaining = remaining
-                order.status = STATUS_PARTIAL if remaining != 0.0 else STATUS_FILLED
-                order.fill_bar = t
-                order.fill_price = fill
-                order.commission = comm
-                events = _grow(events, n_events + 1)
-                event = events[n_events]
-                event.order = k
-                event.kind = _EVENT_FILL
-                event.size = executed
-                event.price = fill
-                event.commission = comm
-                n_events += 1
-            if margin:
-                order.status = STATUS_REJECTED
-                events = _grow(events, n_events + 1)
-                events[n_events].order = k
-                events[n_events].kind = _EVENT_MARGIN
-                n_events += 1
-        status = order.status
-        if status == STATUS_OPEN or status == STATUS_PARTIAL:  # noqa: SIM109 (numba)
-            pending[keep] = k
-            keep += 1
-    book = Book(orders, book.n_orders, pending, keep, book.live, book.n_live)
-    return book, events, n_events, Position(cash, size, price)
+@numba.njit(cache=True, inline="always")
+def _executed_nb(order: Record, t: int, executed: float, fill: float, comm: float) -> None:
+    """``executed`` units of ``order`` went through at ``fill`` on bar ``t``."""
+    remaining = order.remaining - executed
+    order.remaining = remaining
+    order.status = STATUS_PARTIAL if remaining != 0.0 else STATUS_FILLED
+    order.fill_bar = t
+    order.fill_price = fill
+    order.commission = comm
+
+
+@numba.njit(cache=True, inline="always")
+def _event_nb(event: Record, order: int, kind: int, size: float, price: float, comm: float) -> None:
+    event.order = order
+    event.kind = kind
+    event.size = size
+    event.price = price
+    event.commission = comm
 
 
 @numba.njit(cache=True)

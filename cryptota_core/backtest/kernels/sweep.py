@@ -18,8 +18,9 @@ per-set kernel (signals or order book) under ``prange``.
 
 The simulation state of a set between tiles is parked in a :data:`LONG_STATE_DT` record; while
 a set runs it lives in NamedTuples (:class:`Account`, :class:`~.figures.Held`, :class:`Curve`)
-that numba keeps in registers, and :func:`long_set_nb` is three small steps over them (a flat
-stretch, a held stretch, a bar with an order to fill).
+that numba keeps in registers. :func:`long_set_nb` walks three kinds of stretch (flat, held, a
+bar with an order to fill); the loops over bars are its own, the steps between them small
+helpers over those NamedTuples and scalars.
 """
 
 from __future__ import annotations
@@ -46,6 +47,7 @@ from cryptota_core.backtest.kernels.figures import (
     fifo_trades_nb,
     finish_drawdown_nb,
     finish_held_nb,
+    flush_due_nb,
     flush_nb,
     hold_return_nb,
     init_accumulators_nb,
@@ -184,10 +186,9 @@ def _store_nb(st: Record, acc: Record, account: Account, held: Held, curve: Curv
 
 
 @numba.njit(cache=True, inline="always")
-def _enters_nb(rule: Rule, close: np.ndarray, t: int) -> bool:
-    return rule.entry_score[t] < rule.entry_level and (
-        not rule.use_trend or close[t] > rule.trend[t]
-    )
+def _enters_nb(score: float, level: float, close: float, trend: float, use_trend: bool) -> bool:
+    """The entry rule on one bar (see :class:`Rule`)."""
+    return score < level and (not use_trend or close > trend)
 
 
 @numba.njit(cache=True, inline="always")
@@ -200,16 +201,14 @@ def _with_return_nb(curve: Curve, r: float, down: float, exposure: float) -> Cur
 
 
 @numba.njit(cache=True, inline="always")
-def _flat_stretch_nb(
-    close: np.ndarray, rule: Rule, stake: float, t: int, t1: int, account: Account, curve: Curve
+def _after_flat_nb(
+    t: int, tt: int, t1: int, close_tt: float, stake: float, account: Account, curve: Curve
 ) -> tuple[int, Account, Curve]:
-    """Flat, no order pending: every close is the cash, a zero return (which adds nothing to
-    the sums); scan to the next entry signal (or the tile's end) and place the buy there.
-    Returns the bar after the stretch."""
+    """A flat stretch from bar ``t`` to the entry signal on bar ``tt`` (``t1``: none in this
+    tile). Every close is the cash, a zero return that adds nothing to the sums but counts for
+    the smallest and largest return; the buy is placed for the next open. Returns the bar after
+    the stretch."""
     value = account.cash + 0.0
-    tt = t if t >= rule.warmup else rule.warmup
-    while tt < t1 and not _enters_nb(rule, close, tt):
-        tt += 1
     last = tt if tt < t1 else t1 - 1
     rmin = curve.rmin
     rmax = curve.rmax
@@ -219,7 +218,7 @@ def _flat_stretch_nb(
     pending = account.pending
     qty = account.qty
     if tt < t1:
-        q = stake * value / close[tt]
+        q = stake * value / close_tt
         if q:
             pending = 1.0
             qty = q
@@ -230,53 +229,6 @@ def _flat_stretch_nb(
         curve.wealth, curve.peak, curve.trough, curve.mdd, rmin, rmax, curve.exposure, curve.down
     )
     return last + 1, account, curve
-
-
-@numba.njit(cache=True, inline="always")
-def _held_stretch_nb(
-    close: np.ndarray,
-    rule: Rule,
-    t: int,
-    t1: int,
-    edges: np.ndarray,
-    account: Account,
-    held: Held,
-    curve: Curve,
-    block_sum: np.ndarray,
-    block_sumsq: np.ndarray,
-) -> tuple[int, Account, Held, Curve]:
-    """In a position, no order pending: value every close until the exit signal. The stretch
-    also stops at a block edge or after ``CHUNK`` returns, where the held sums join the
-    block's. Returns the bar after the stretch."""
-    held, down = flush_nb(t - 1, held, curve.down, edges, block_sum, block_sumsq)
-    stop = min(t1, edges[held.block + 1] + 1, t + (CHUNK - held.returns))
-    start = t
-    cash = account.cash
-    size = account.size
-    entry = account.entry
-    prev = account.prev
-    pending = account.pending
-    wealth = curve.wealth
-    peak = curve.peak
-    trough = curve.trough
-    mdd = curve.mdd
-    rmin = curve.rmin
-    rmax = curve.rmax
-    while t < stop:
-        value = long_value_nb(cash, size, entry, close[t])
-        r = value / prev - 1.0
-        held = hold_return_nb(held, r)
-        rmin = min(rmin, r)
-        rmax = max(rmax, r)
-        wealth, peak, trough, mdd = drawdown_step_nb(wealth, r, peak, trough, mdd)
-        prev = value
-        t += 1
-        if rule.exit_score[t - 1] > rule.exit_level:  # t - 1 >= warmup: entered after it
-            pending = -1.0
-            break
-    account = Account(cash, size, entry, account.entry_comm, pending, account.qty, prev)
-    curve = Curve(wealth, peak, trough, mdd, rmin, rmax, curve.exposure + (t - start), down)
-    return t, account, held, curve
 
 
 @numba.njit(cache=True, inline="always")
@@ -307,39 +259,24 @@ def _fill_at_open_nb(
 
 
 @numba.njit(cache=True, inline="always")
-def _order_bar_nb(
-    prices: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray],
-    rule: Rule,
-    costs: Costs,
-    t: int,
-    edges: np.ndarray,
-    account: Account,
-    held: Held,
-    curve: Curve,
-    acc: Record,
-    block_sum: np.ndarray,
-    block_sumsq: np.ndarray,
-) -> tuple[Account, Held, Curve]:
-    """A bar with an order to fill at its open: fill it, value the close, then decide on the
-    closed bar (enter when flat, exit when long) for the next open."""
-    open_, high, low, close = prices
-    account = _fill_at_open_nb(open_[t], high[t], low[t], costs, account, acc)
-    cash, size, entry, entry_comm, pending, qty, prev = account
-    value = long_value_nb(cash, size, entry, close[t])
-    r = value / prev - 1.0
-    held, down = flush_nb(t - 1, held, curve.down, edges, block_sum, block_sumsq)
-    held = hold_return_nb(held, r)
-    curve = _with_return_nb(curve, r, down, curve.exposure + (1.0 if size != 0.0 else 0.0))
-    if t >= rule.warmup:
-        if size == 0.0:
-            if _enters_nb(rule, close, t):
-                q = costs.stake * value / close[t]
-                if q:
-                    pending = 1.0
-                    qty = q
-        elif rule.exit_score[t] > rule.exit_level:
-            pending = -1.0
-    return Account(cash, size, entry, entry_comm, pending, qty, value), held, curve
+def _decide_nb(
+    account: Account, value: float, close: float, enters: bool, exits: bool, stake: float
+) -> Account:
+    """After the close of a bar past the warm-up: a buy of ``stake × value / close`` when flat
+    and ``enters``, the sale of the position when long and ``exits``."""
+    pending = account.pending
+    qty = account.qty
+    if account.size == 0.0:
+        if enters:
+            q = stake * value / close
+            if q:
+                pending = 1.0
+                qty = q
+    elif exits:
+        pending = -1.0
+    return Account(
+        account.cash, account.size, account.entry, account.entry_comm, pending, qty, value
+    )
 
 
 @numba.njit(cache=True)
@@ -360,24 +297,76 @@ def long_set_nb(
     ``prices`` are (open, high, low, close). Orders fill at the next open exactly as
     :func:`~cryptota_core.backtest.kernels.broker.simulate_long_nb` fills them.
 
+    The bars come in three kinds of stretch: flat (scan for the entry), held (value every
+    close until the exit) and a bar with an order to fill. The loops over bars stay in this
+    function and the helpers take scalars only: a call passing arrays costs two atomic
+    reference-count updates per array, which at one call per stretch made the sweep a third
+    slower (and the arrays are shared by the threads).
+
     The smallest equity (``emin``) is not tracked: a long-only account never reaches zero (a
     buy is rejected unless cash covers it, a sale adds its proceeds less a commission below
     100 %), so it stays at its start value, +inf."""
-    close = prices[3]
+    open_, high, low, close = prices
+    entry_score, entry_level, exit_score, exit_level, trend, use_trend, warmup = rule
     account, held, curve = _load_nb(st, acc)
     t = t0
     while t < t1:
         if account.pending == 0.0 and account.size == 0.0:
-            t, account, curve = _flat_stretch_nb(close, rule, costs.stake, t, t1, account, curve)
-        elif account.pending == 0.0:
-            t, account, held, curve = _held_stretch_nb(
-                close, rule, t, t1, edges, account, held, curve, block_sum, block_sumsq
-            )
+            tt = t if t >= warmup else warmup
+            while tt < t1 and not _enters_nb(
+                entry_score[tt], entry_level, close[tt], trend[tt], use_trend
+            ):
+                tt += 1
+            close_tt = close[tt] if tt < t1 else np.nan
+            t, account, curve = _after_flat_nb(t, tt, t1, close_tt, costs.stake, account, curve)
+            continue
+        down = curve.down
+        if flush_due_nb(t - 1, held, edges[held.block + 1]):
+            held, down = flush_nb(t - 1, held, down, edges, block_sum, block_sumsq)
+        if account.pending == 0.0:
+            # Held: the stretch also stops at a block edge or after CHUNK returns, where the
+            # held sums join the block's.
+            stop = min(t1, edges[held.block + 1] + 1, t + (CHUNK - held.returns))
+            start = t
+            cash, size, entry, entry_comm, pending, qty, prev = account
+            wealth, peak, trough, mdd, rmin, rmax, exposure, _ = curve
+            while t < stop:
+                value = long_value_nb(cash, size, entry, close[t])
+                r = value / prev - 1.0
+                held = hold_return_nb(held, r)
+                rmin = min(rmin, r)
+                rmax = max(rmax, r)
+                wealth, peak, trough, mdd = drawdown_step_nb(wealth, r, peak, trough, mdd)
+                prev = value
+                t += 1
+                if exit_score[t - 1] > exit_level:  # t - 1 >= warmup: entered after it
+                    pending = -1.0
+                    break
+            account = Account(cash, size, entry, entry_comm, pending, qty, prev)
+            curve = Curve(wealth, peak, trough, mdd, rmin, rmax, exposure + (t - start), down)
+            continue
+        # An order fills at this bar's open; the close is valued, then the rule decides.
+        account = _fill_at_open_nb(open_[t], high[t], low[t], costs, account, acc)
+        value = long_value_nb(account.cash, account.size, account.entry, close[t])
+        r = value / account.prev - 1.0
+        held = hold_return_nb(held, r)
+        exposure = curve.exposure + (1.0 if account.size != 0.0 else 0.0)
+        curve = _with_return_nb(curve, r, down, exposure)
+        if t >= warmup:
+            enters = _enters_nb(entry_score[t], entry_level, close[t], trend[t], use_trend)
+            exits = exit_score[t] > exit_level
+            account = _decide_nb(account, value, close[t], enters, exits, costs.stake)
         else:
-            account, held, curve = _order_bar_nb(
-                prices, rule, costs, t, edges, account, held, curve, acc, block_sum, block_sumsq
+            account = Account(
+                account.cash,
+                account.size,
+                account.entry,
+                account.entry_comm,
+                account.pending,
+                account.qty,
+                value,
             )
-            t += 1
+        t += 1
     _store_nb(st, acc, account, held, curve)
 
 
