@@ -102,7 +102,7 @@ def _vectorbt_run(frame: pd.DataFrame, params: list[Any], figures: bool) -> tupl
     """Seconds of from_signals (and of the figures) for ``params`` on ``frame``."""
     import vectorbt as vbt
 
-    from cryptota_core.backtest.kernels.indicators import rsi_nb
+    from cryptota_core.kernels.indicators import rsi_nb
 
     close = frame["close"].to_numpy()
     index = frame.index

@@ -2,22 +2,21 @@
 
 :func:`run_fast_backtest` is the pandas-facing wrapper: it validates input like
 :func:`~cryptota_core.backtest.engine.run_backtest`, computes the strategy's signals, runs the
-simulation kernel (:mod:`cryptota_core.backtest.kernels`) and builds the same
+simulation kernel (:mod:`cryptota_core.kernels`) and builds the same
 :class:`BacktestResult` (trades through the shared
 :func:`~cryptota_core.backtest.engine.trades_from_fills`, metrics through
 :func:`~cryptota_core.metrics.compute_metrics`).
 
 Parity with backtrader is exact, not approximate: every kernel does each floating-point
-operation in backtrader's order (see :mod:`~cryptota_core.backtest.kernels.indicators` for RSI
-and SMA, :mod:`~cryptota_core.backtest.kernels.broker` for fills, cash and valuation,
-:mod:`~cryptota_core.backtest.kernels.grid` for the grid's order book). The tests check trades,
+operation in backtrader's order (see :mod:`~cryptota_core.kernels.indicators` for RSI
+and SMA, :mod:`~cryptota_core.kernels.broker` for fills, cash and valuation,
+:mod:`~cryptota_core.kernels.grid` for the grid's order book). The tests check trades,
 orders, equity and metrics for equality on random candles and parameters.
 """
 
 from __future__ import annotations
 
 import logging
-import math
 from collections.abc import Mapping
 from typing import Any
 
@@ -35,41 +34,20 @@ from cryptota_core.backtest.inputs import (
     prepare_candles,
     resolve_strategy,
 )
-from cryptota_core.backtest.kernels.broker import (
+from cryptota_core.backtest.result import BacktestResult
+from cryptota_core.broker import DEFAULT_BROKER, BrokerSettings
+from cryptota_core.errors import InvalidInputError
+from cryptota_core.kernels.broker import (
     STATUS_FILLED,
     STATUS_NAMES,
     STATUS_OPEN,
     STATUS_REJECTED,
-    simulate_long_nb,
+    Prices,
 )
-from cryptota_core.backtest.kernels.grid import (
-    F_BAR,
-    F_COMMISSION,
-    F_PRICE,
-    F_SIZE,
-    O_BAR,
-    O_COMMISSION,
-    O_FILL_BAR,
-    O_FILL_PRICE,
-    O_LIMIT,
-    O_PRICE,
-    O_SIDE,
-    O_SIZE,
-    O_STATUS,
-    simulate_grid_nb,
-)
-from cryptota_core.backtest.kernels.indicators import rsi_nb, sma_nb
-from cryptota_core.backtest.kernels.signals import divergence_signals_nb, level_signals_nb
-from cryptota_core.backtest.result import BacktestResult
-from cryptota_core.broker import DEFAULT_BROKER
-from cryptota_core.errors import InvalidInputError
+from cryptota_core.kernels.indicators import rsi_nb, sma_nb
 from cryptota_core.market.intervals import parse_interval
-from cryptota_core.strategies import Strategy, StrategyParams
+from cryptota_core.strategies import Strategy, StrategyParams, get_strategy, strategy_names
 from cryptota_core.strategies.base import Fill, OrderRecord
-from cryptota_core.strategies.grid import Grid, GridParams
-from cryptota_core.strategies.rsi import Rsi, RsiParams
-from cryptota_core.strategies.rsi_divergence import RsiDivergence, RsiDivergenceParams
-from cryptota_core.strategies.rsi_ma import RsiMa, RsiMaParams
 
 __all__ = [
     "ENGINE",
@@ -77,9 +55,9 @@ __all__ = [
     "STATUS_OPEN",
     "STATUS_REJECTED",
     "SUPPORTED",
+    "prices_of",
     "rsi_nb",
     "run_fast_backtest",
-    "signals",
     "sma_nb",
     "supports",
 ]
@@ -88,21 +66,25 @@ log = logging.getLogger(__name__)
 
 ENGINE = "fast"
 SUPPORTED: tuple[str, ...] = ("rsi", "rsi_ma", "rsi_divergence", "grid")
-"""The built-in strategies the fast engine runs (all of them). A user strategy runs on
+"""The built-in strategies the fast engine runs (all of them: each declares a kernel). Any other
+strategy runs here when its spec declares one (:attr:`Strategy.kernel`); without one it runs on
 backtrader only: the fast engine cannot know its rules."""
-
-_BUILT_IN: dict[str, type[Strategy]] = {
-    "rsi": Rsi,
-    "rsi_ma": RsiMa,
-    "rsi_divergence": RsiDivergence,
-    "grid": Grid,
-}
 
 
 def supports(spec: Strategy) -> bool:
-    """Whether ``spec`` is one of the built-in strategies (not merely one named like it)."""
-    built_in = _BUILT_IN.get(spec.name)
-    return built_in is not None and type(spec) is built_in
+    """Whether ``spec``'s class declares a kernel (a subclass does not inherit one: see
+    :meth:`Strategy.fast_kernel`)."""
+    return spec.fast_kernel() is not None
+
+
+def prices_of(frame: pd.DataFrame) -> Prices:
+    """The OHLC columns of validated candles as the kernels take them (contiguous float64)."""
+    return Prices(
+        *(
+            np.ascontiguousarray(frame[c].to_numpy(dtype="float64"))
+            for c in ("open", "high", "low", "close")
+        )
+    )
 
 
 def run_fast_backtest(
@@ -117,44 +99,36 @@ def run_fast_backtest(
     stake: float = DEFAULT_BROKER.stake,
 ) -> BacktestResult:
     """:func:`~cryptota_core.backtest.engine.run_backtest` on numba kernels, for the strategies
-    in :data:`SUPPORTED`: the same trades, equity, orders and metrics, many times faster."""
+    whose spec declares one: the same trades, equity, orders and metrics, many times faster."""
     interval = parse_interval(interval)
     spec = resolve_strategy(strategy)
-    if not supports(spec):
+    kernel = spec.fast_kernel()
+    if kernel is None:
         raise InvalidInputError(
-            f"the fast engine supports {', '.join(SUPPORTED)}; "
+            f"the fast engine supports {', '.join(_kernel_backed())}; "
             f"use --engine backtrader for {spec.name}"
         )
     model = spec.parse_params(params)
     check_settings(cash=cash, commission=commission, slippage=slippage, stake=stake)
     frame = prepare_candles(candles)
     warmup = check_length(spec, model, frame)
-    open_, high, low, closes = (
-        np.ascontiguousarray(frame[c].to_numpy(dtype="float64"))
-        for c in ("open", "high", "low", "close")
-    )
+    prices = prices_of(frame)
+    broker = BrokerSettings(cash=cash, commission=commission, slippage=slippage, stake=stake)
+    run = kernel.simulate(model, prices, warmup, broker)
     index = pd.DatetimeIndex(frame.index)
-    if isinstance(model, GridParams):
-        equity_values, positions, records, fills, rejected = _run_grid(
-            model, open_, high, low, closes, cash=cash, commission=commission, slippage=slippage
-        )
-    else:
-        entry, exit_ = signals(model, high, low, closes)
-        equity_values, positions, records, fills, rejected = _run_long(
-            entry,
-            exit_,
-            open_,
-            high,
-            low,
-            closes,
-            warmup=warmup,
-            cash=cash,
-            commission=commission,
-            slippage=slippage,
-            stake=stake,
-        )
-    equity = pd.Series(equity_values, index=index, name="equity", dtype="float64")
+    closes = prices.close
+    equity = pd.Series(run.equity, index=index, name="equity", dtype="float64")
     benchmark = pd.Series(cash * closes / closes[0], index=index, name="benchmark")
+    fills = [
+        Fill(bar=bar, size=size, price=price, commission=commission)
+        for bar, size, price, commission in zip(
+            run.fills["bar"].tolist(),
+            run.fills["size"].tolist(),
+            run.fills["price"].tolist(),
+            run.fills["commission"].tolist(),
+            strict=True,
+        )
+    ]
     return measured_result(
         spec,
         model,
@@ -163,151 +137,47 @@ def run_fast_backtest(
         equity=equity,
         trades=trades_from_fills(fills, index, closes[-1]),
         benchmark=benchmark,
-        exposure_bars=int(np.count_nonzero(positions)),
-        rejected_orders=rejected,
-        orders=orders_frame(records, index),
+        exposure_bars=int(np.count_nonzero(run.position)),
+        rejected_orders=int(run.rejected),
+        orders=orders_frame(_order_records(run.orders), index),
         broker=(cash, commission, slippage, stake),
     )
 
 
-def signals(
-    model: StrategyParams, high: np.ndarray, low: np.ndarray, close: np.ndarray
-) -> tuple[np.ndarray, np.ndarray]:
-    """Entry and exit signals of a long-only built-in strategy on every bar (False where
-    undefined; the simulation also ignores the warm-up bars). Decisions read the closed bar
-    only, so the open is not an input."""
-    if isinstance(model, RsiDivergenceParams):
-        rsi = rsi_nb(close, int(model.period))
-        warmup = RsiDivergence().warmup(model)
-        return divergence_signals_nb(
-            low, high, rsi, int(model.pivot_window), int(model.max_gap), int(warmup)
-        )
-    if isinstance(model, RsiParams):  # rsi, and rsi_ma which extends it
-        rsi = rsi_nb(close, int(model.period))
-        use_trend = isinstance(model, RsiMaParams)
-        trend = sma_nb(close, int(model.ma_period)) if isinstance(model, RsiMaParams) else close
-        return level_signals_nb(
-            rsi, float(model.oversold), float(model.overbought), close, trend, use_trend
-        )
-    raise InvalidInputError(f"no fast signals for parameters {type(model).__name__}")
+def _kernel_backed() -> list[str]:
+    """The registered strategies the fast engine can run, for the refusal's message: the
+    built-ins, then any other that declares a kernel."""
+    others = [n for n in strategy_names() if n not in SUPPORTED and supports(get_strategy(n))]
+    return [*SUPPORTED, *others]
 
 
-def _run_long(
-    entry: np.ndarray,
-    exit_: np.ndarray,
-    open_: np.ndarray,
-    high: np.ndarray,
-    low: np.ndarray,
-    close: np.ndarray,
-    *,
-    warmup: int,
-    cash: float,
-    commission: float,
-    slippage: float,
-    stake: float,
-) -> tuple[np.ndarray, np.ndarray, list[OrderRecord], list[Fill], int]:
-    """The long-only market-order simulation, as (equity, positions, orders, fills,
-    rejections)."""
-    (
-        equity_values,
-        positions,
-        order_bar,
-        order_side,
-        order_size,
-        order_status,
-        fill_bar,
-        fill_price,
-        fill_comm,
-    ) = simulate_long_nb(
-        open_,
-        high,
-        low,
-        close,
-        entry,
-        exit_,
-        int(warmup),
-        float(cash),
-        float(commission),
-        float(slippage),
-        float(stake),
+def _order_records(orders: np.ndarray) -> list[OrderRecord]:
+    """The kernels' order rows (:data:`~cryptota_core.kernels.broker.ORDER_DT`) as
+    the engines' order records. Read column by column (``tolist``): a field of a structured
+    row read one at a time costs a NumPy scalar each, which a grid's thousands of orders feel."""
+    columns = zip(
+        orders["bar"].tolist(),
+        orders["side"].tolist(),
+        orders["limit"].tolist(),
+        orders["price"].tolist(),
+        orders["size"].tolist(),
+        orders["status"].tolist(),
+        orders["fill_bar"].tolist(),
+        orders["fill_price"].tolist(),
+        orders["commission"].tolist(),
+        strict=True,
     )
-    filled = np.flatnonzero(order_status == STATUS_FILLED)
-    fills = [
-        Fill(
-            bar=int(fill_bar[k]),
-            size=float(order_size[k] if order_side[k] > 0 else -order_size[k]),
-            price=float(fill_price[k]),
-            commission=float(fill_comm[k]),
-        )
-        for k in filled
-    ]
-    records = [
+    return [
         OrderRecord(
-            created_bar=int(order_bar[k]),
-            side="buy" if order_side[k] > 0 else "sell",
-            type="market",
-            price=math.nan,
-            size=float(order_size[k]),
-            status=STATUS_NAMES[int(order_status[k])],
-            fill_bar=int(fill_bar[k]) if order_status[k] == STATUS_FILLED else None,
-            fill_price=float(fill_price[k]),
-            commission=float(fill_comm[k]),
+            created_bar=bar,
+            side="buy" if side > 0 else "sell",
+            type="limit" if limit else "market",
+            price=price,
+            size=size,
+            status=STATUS_NAMES[status],
+            fill_bar=fill_bar if fill_bar >= 0 else None,
+            fill_price=fill_price,
+            commission=commission,
         )
-        for k in range(len(order_bar))
+        for bar, side, limit, price, size, status, fill_bar, fill_price, commission in columns
     ]
-    rejected = int(np.count_nonzero(order_status == STATUS_REJECTED))
-    return equity_values, positions, records, fills, rejected
-
-
-def _run_grid(
-    model: GridParams,
-    open_: np.ndarray,
-    high: np.ndarray,
-    low: np.ndarray,
-    close: np.ndarray,
-    *,
-    cash: float,
-    commission: float,
-    slippage: float,
-) -> tuple[np.ndarray, np.ndarray, list[OrderRecord], list[Fill], int]:
-    """The grid bot's order-book simulation, as (equity, positions, orders, fills,
-    rejections). ``stake`` does not apply: the grid sizes its orders with ``order_size``."""
-    equity_values, positions, orders, fill_rows, rejected = simulate_grid_nb(
-        open_,
-        high,
-        low,
-        close,
-        int(model.levels),
-        float(model.spacing_pct),
-        float(model.order_size),
-        float(cash),
-        float(commission),
-        float(slippage),
-    )
-    fills = [
-        Fill(
-            bar=int(row[F_BAR]),
-            size=float(row[F_SIZE]),
-            price=float(row[F_PRICE]),
-            commission=float(row[F_COMMISSION]),
-        )
-        for row in fill_rows
-    ]
-    records = []
-    for row in orders:
-        status = int(row[O_STATUS])
-        executed = row[O_FILL_BAR] >= 0
-        records.append(
-            OrderRecord(
-                created_bar=int(row[O_BAR]),
-                side="buy" if row[O_SIDE] > 0 else "sell",
-                type="limit" if row[O_LIMIT] else "market",
-                price=float(row[O_PRICE]),
-                size=float(row[O_SIZE]),
-                status=STATUS_NAMES[status],
-                fill_bar=int(row[O_FILL_BAR]) if executed else None,
-                fill_price=float(row[O_FILL_PRICE]),
-                commission=float(row[O_COMMISSION]),
-            )
-        )
-    return equity_values, positions, records, fills, int(rejected)

@@ -46,11 +46,11 @@ import numpy as np
 import pandas as pd
 
 from cryptota_core.backtest.engine import trades_from_fills
-from cryptota_core.backtest.fast import run_fast_backtest, signals, supports
+from cryptota_core.backtest.fast import prices_of, run_fast_backtest, supports
 from cryptota_core.backtest.inputs import prepare_candles
-from cryptota_core.backtest.kernels.broker import STATUS_FILLED, simulate_long_nb
 from cryptota_core.backtest.result import iso_utc
 from cryptota_core.errors import InvalidInputError
+from cryptota_core.kernels.broker import STATUS_FILLED, simulate_long_nb
 from cryptota_core.market.intervals import interval_timedelta, periods_per_year
 from cryptota_core.metrics import compute_metrics
 from cryptota_core.numbers import finite_or_none
@@ -58,7 +58,7 @@ from cryptota_core.research.optimize import BrokerSettings, objective_column, sw
 from cryptota_core.research.search import SearchSpec, parameter_sets
 from cryptota_core.strategies import Strategy, StrategyParams, get_strategy
 from cryptota_core.strategies.base import Fill
-from cryptota_core.strategies.grid import GridParams
+from cryptota_core.strategies.kernel import SignalKernel
 from cryptota_core.trades import empty_trades
 
 log = logging.getLogger(__name__)
@@ -339,7 +339,8 @@ def out_of_sample_run(
     first = start - 1
     window = frame.iloc[first:end]
     index = pd.DatetimeIndex(window.index)
-    if isinstance(model, GridParams):
+    kernel = strategy.fast_kernel()
+    if not isinstance(kernel, SignalKernel):  # the grid: no indicators to warm up
         run = run_fast_backtest(window, strategy, model, interval=interval, **broker.kwargs())
         equity, trades = run.equity.copy(), run.trades
     else:
@@ -363,36 +364,36 @@ def _long_run(
 ) -> tuple[pd.Series, pd.DataFrame]:
     """The long-only simulation of ``history[first:]`` with the signals of all of ``history``
     (equity from the close of bar ``first``, the cash; trades, an open one marked there)."""
-    prices = {
-        c: np.ascontiguousarray(history[c].to_numpy(dtype="float64"))
-        for c in ("open", "high", "low", "close")
-    }
-    entry, exit_ = signals(model, prices["high"], prices["low"], prices["close"])
-    values, _, _, side, size, status, fill_bar, fill_price, fill_comm = simulate_long_nb(
-        prices["open"][first:],
-        prices["high"][first:],
-        prices["low"][first:],
-        prices["close"][first:],
+    kernel = strategy.fast_kernel()
+    assert isinstance(kernel, SignalKernel)
+    prices = prices_of(history)
+    entry, exit_ = kernel.signals(model, prices)
+    values, _, orders = simulate_long_nb(
+        np.ascontiguousarray(prices.open[first:]),
+        np.ascontiguousarray(prices.high[first:]),
+        np.ascontiguousarray(prices.low[first:]),
+        np.ascontiguousarray(prices.close[first:]),
         np.ascontiguousarray(entry[first:]),
         np.ascontiguousarray(exit_[first:]),
         max(0, strategy.warmup(model) - first),  # bars whose indicators are not defined yet
-        broker.cash,
-        broker.commission,
-        broker.slippage,
-        broker.stake,
+        float(broker.cash),
+        float(broker.commission),
+        float(broker.slippage),
+        float(broker.stake),
     )
+    filled = orders[orders["status"] == STATUS_FILLED]
     fills = [
         Fill(
-            bar=int(fill_bar[k]),
-            size=float(size[k] if side[k] > 0 else -size[k]),
-            price=float(fill_price[k]),
-            commission=float(fill_comm[k]),
+            bar=int(order["fill_bar"]),
+            size=float(order["size"] if order["side"] > 0 else -order["size"]),
+            price=float(order["fill_price"]),
+            commission=float(order["commission"]),
         )
-        for k in np.flatnonzero(status == STATUS_FILLED)
+        for order in filled
     ]
     index = pd.DatetimeIndex(history.index[first:])
     equity = pd.Series(values, index=index, name="equity", dtype="float64")
-    return equity, trades_from_fills(fills, index, float(prices["close"][-1]))
+    return equity, trades_from_fills(fills, index, float(prices.close[-1]))
 
 
 def close_at_end(

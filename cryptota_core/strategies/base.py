@@ -3,7 +3,8 @@
 A strategy is two things:
 
 * a **spec** (:class:`Strategy`): its registry name, its typed parameter model, a small default
-  grid for the demo and the optimiser, its warm-up, and a way to build its backtrader class. The
+  grid for the demo and the optimiser, its warm-up, a way to build its backtrader class and,
+  optionally, its numba kernel for the fast engine and the sweep (:attr:`Strategy.kernel`). The
   CLI, the pipelines and the optimiser only ever talk to specs, so a user strategy plugs in by
   writing one module (see ``docs/custom-strategy.md``);
 * a **backtrader implementation**, a subclass of :class:`LongOnlyStrategy` or
@@ -21,13 +22,16 @@ import math
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import backtrader as bt
 from pydantic import BaseModel, ConfigDict, ValidationError, ValidationInfo, field_validator
 
 from cryptota_core.broker import DEFAULT_BROKER
 from cryptota_core.errors import InvalidInputError
+
+if TYPE_CHECKING:
+    from cryptota_core.strategies.kernel import StrategyKernel
 
 __all__ = [
     "BaseBtStrategy",
@@ -119,6 +123,17 @@ class Strategy:
     bt_class: ClassVar[type[BaseBtStrategy]]
     """The backtrader implementation; :meth:`bt_strategy` binds parameters to it."""
     description: ClassVar[str] = ""
+    kernel: ClassVar[StrategyKernel | None] = None
+    """How the fast engine and the sweep run this strategy (see
+    :mod:`cryptota_core.strategies.kernel`); None: backtrader only. Read through
+    :meth:`fast_kernel`, which does not inherit it."""
+
+    def fast_kernel(self) -> StrategyKernel | None:
+        """The kernel this very class declares. A subclass does not inherit its parent's: it may
+        change the rules (its ``bt_class``) while keeping the parameters, and a kernel that no
+        longer mirrors backtrader would silently give other trades on the fast engine."""
+        declared: StrategyKernel | None = vars(type(self)).get("kernel")
+        return declared
 
     # ----------------------------------------------------------------------------- parameters
     def warmup(self, params: StrategyParams) -> int:

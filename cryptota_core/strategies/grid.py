@@ -28,11 +28,18 @@ signal strategies) does not apply to it.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any, ClassVar, Self
 
+import numba
+import numpy as np
 from pydantic import Field, model_validator
 
+from cryptota_core.broker import BrokerSettings
+from cryptota_core.kernels.grid import simulate_grid_nb
+from cryptota_core.kernels.sweep import balanced_order, grid_sweep_nb
 from cryptota_core.strategies.base import BaseBtStrategy, Fill, Strategy, StrategyParams
+from cryptota_core.strategies.kernel import Prices, Simulation, StrategyKernel, SweepRows
 from cryptota_core.strategies.registry import register
 
 _DUST = 1e-12
@@ -126,6 +133,49 @@ class GridBt(BaseBtStrategy):
                     del self.live[ref]
 
 
+class GridKernel(StrategyKernel):
+    """The order book in numba (:mod:`cryptota_core.kernels.grid`); the sweep runs
+    one book per set in parallel. ``stake`` does not apply (orders are ``order_size``)."""
+
+    def simulate(
+        self, params: StrategyParams, prices: Prices, warmup: int, broker: BrokerSettings
+    ) -> Simulation:
+        assert isinstance(params, GridParams)
+        equity, position, orders, fills, rejected = simulate_grid_nb(
+            *prices,
+            int(params.levels),
+            float(params.spacing_pct),
+            float(params.order_size),
+            float(broker.cash),
+            float(broker.commission),
+            float(broker.slippage),
+        )
+        return Simulation(equity, position, orders, fills, int(rejected))
+
+    def sweep(
+        self,
+        params: Sequence[StrategyParams],
+        prices: Prices,
+        warmups: np.ndarray,
+        edges: np.ndarray,
+        broker: BrokerSettings,
+    ) -> SweepRows:
+        sets = [p for p in params if isinstance(p, GridParams)]
+        return SweepRows(
+            *grid_sweep_nb(
+                *prices,
+                np.array([int(m.levels) for m in sets], dtype=np.int64),
+                np.array([float(m.spacing_pct) for m in sets]),
+                np.array([float(m.order_size) for m in sets]),
+                edges,
+                float(broker.cash),
+                float(broker.commission),
+                float(broker.slippage),
+                balanced_order(len(sets), numba.get_num_threads()),
+            )
+        )
+
+
 @register
 class Grid(Strategy):
     """Spot grid bot (see the module docstring)."""
@@ -139,6 +189,7 @@ class Grid(Strategy):
     }
     slug_abbrev: ClassVar[dict[str, str]] = {"levels": "l", "spacing_pct": "s", "order_size": "q"}
     bt_class = GridBt
+    kernel = GridKernel()
     description: ClassVar[str] = "spot grid bot: buy limits below, sell limits above, re-centred"
 
     def warmup(self, params: StrategyParams) -> int:

@@ -21,12 +21,31 @@ first bar that can confirm a pivot whose RSI is defined and whose window lies in
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any, ClassVar, Self
 
 import backtrader as bt
+import numba
+import numpy as np
 from pydantic import Field, model_validator
 
+from cryptota_core.broker import BrokerSettings
+from cryptota_core.kernels.indicators import rsi_nb, rsi_table_nb
+from cryptota_core.kernels.signals import divergence_signals_nb
+from cryptota_core.kernels.sweep import balanced_order, divergence_sweep_nb
 from cryptota_core.strategies.base import LongOnlyStrategy, Strategy, StrategyParams
+from cryptota_core.strategies.kernel import (
+    TABLE_BYTES,
+    Prices,
+    SignalKernel,
+    SweepRows,
+    allocate_rows,
+    batches,
+    distinct_rows,
+    indicator_table,
+    long_costs,
+    store_rows,
+)
 from cryptota_core.strategies.registry import register
 from cryptota_core.strategies.rsi import rsi_warmup
 
@@ -102,6 +121,53 @@ def _first_extreme(values: list[float], pick: Any) -> int:
     return values.index(pick(values))
 
 
+class RsiDivergenceKernel(SignalKernel):
+    """Pivot divergence signals on the RSI; the sweep shares one RSI row per period and finds
+    each set's pivots inside the parallel kernel
+    (:func:`~cryptota_core.kernels.sweep.divergence_sweep_nb`), so no signal rows are
+    kept."""
+
+    def signals(self, params: StrategyParams, prices: Prices) -> tuple[np.ndarray, np.ndarray]:
+        assert isinstance(params, RsiDivergenceParams)
+        rsi = rsi_nb(prices.close, int(params.period))
+        return divergence_signals_nb(
+            prices.low,
+            prices.high,
+            rsi,
+            int(params.pivot_window),
+            int(params.max_gap),
+            int(divergence_warmup(params)),
+        )
+
+    def sweep(
+        self,
+        params: Sequence[StrategyParams],
+        prices: Prices,
+        warmups: np.ndarray,
+        edges: np.ndarray,
+        broker: BrokerSettings,
+    ) -> SweepRows:
+        close = prices.close
+        sets = [p for p in params if isinstance(p, RsiDivergenceParams)]
+        keys = [(int(m.period),) for m in sets]
+        rows = allocate_rows(len(params), edges.shape[0] - 1)
+        for batch in batches(keys, max(1, TABLE_BYTES // (8 * close.shape[0]))):
+            periods, rsi_row = distinct_rows([keys[i][0] for i in batch])
+            got = divergence_sweep_nb(
+                *prices,
+                indicator_table(close, periods, rsi_table_nb),
+                rsi_row,
+                np.array([int(sets[i].pivot_window) for i in batch], dtype=np.int64),
+                np.array([int(sets[i].max_gap) for i in batch], dtype=np.int64),
+                warmups[batch],
+                edges,
+                *long_costs(broker),
+                balanced_order(len(batch), numba.get_num_threads()),
+            )
+            store_rows(rows, batch, got)
+        return rows
+
+
 @register
 class RsiDivergence(Strategy):
     """Bullish RSI divergence entries, bearish divergence exits (see the module docstring)."""
@@ -115,6 +181,7 @@ class RsiDivergence(Strategy):
     }
     slug_abbrev: ClassVar[dict[str, str]] = {"period": "p", "pivot_window": "pw", "max_gap": "gap"}
     bt_class = RsiDivergenceBt
+    kernel = RsiDivergenceKernel()
     description: ClassVar[str] = "long on bullish RSI divergence, exit on bearish divergence"
 
     def warmup(self, params: StrategyParams) -> int:

@@ -14,13 +14,21 @@ from pydantic import Field
 
 from cryptota_core.strategies.base import LongOnlyStrategy, Strategy, StrategyParams
 from cryptota_core.strategies.registry import register
-from cryptota_core.strategies.rsi import RsiParams, rsi_warmup
+from cryptota_core.strategies.rsi import RsiLevelKernel, RsiParams, rsi_warmup
 
 
 class RsiMaParams(RsiParams):
     """:class:`RsiParams` plus the trend filter's SMA length."""
 
     ma_period: int = Field(50, ge=2, le=5000, description="SMA look-back of the trend filter")
+
+
+class RsiMaKernel(RsiLevelKernel):
+    """``rsi``'s kernel with the trend filter: enter only while the close is above the SMA."""
+
+    def trend_period(self, params: RsiParams) -> int | None:
+        assert isinstance(params, RsiMaParams)
+        return params.ma_period
 
 
 class RsiMaBt(LongOnlyStrategy):
@@ -58,6 +66,7 @@ class RsiMa(Strategy):
         "ma_period": "ma",
     }
     bt_class = RsiMaBt
+    kernel = RsiMaKernel()
     description: ClassVar[str] = "RSI oversold entry only while close > SMA; RSI overbought exit"
 
     def warmup(self, params: StrategyParams) -> int:

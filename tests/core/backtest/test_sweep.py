@@ -15,8 +15,6 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from cryptota_core.backtest.fast import SUPPORTED, run_fast_backtest
-from cryptota_core.backtest.kernels.indicators import rsi_nb
-from cryptota_core.backtest.kernels.sweep import level_sweep_nb
 from cryptota_core.backtest.sweep import (
     EXACT_FIGURES,
     FIGURES,
@@ -26,6 +24,8 @@ from cryptota_core.backtest.sweep import (
     run_sweep,
 )
 from cryptota_core.errors import InvalidInputError
+from cryptota_core.kernels.indicators import rsi_nb
+from cryptota_core.kernels.sweep import level_sweep_nb
 from cryptota_core.market.intervals import periods_per_year
 from cryptota_core.strategies import get_strategy
 from cryptota_core.strategies.rsi import Rsi

@@ -13,7 +13,7 @@ from __future__ import annotations
 import numba
 import numpy as np
 
-from cryptota_core.backtest.kernels.exact import PARTIALS, fsum_nb, grow_nb, round_partials_nb
+from cryptota_core.kernels.exact import PARTIALS, fsum_nb, grow_nb, round_partials_nb
 
 
 @numba.njit(cache=True)

@@ -12,4 +12,10 @@ floating-point operations so results are bit-identical:
 * :mod:`.grid` — the grid bot's order book: limit orders, re-centring, cancellations, rejections;
 * :mod:`.figures` — streaming performance figures (no equity curve kept) for the sweep;
 * :mod:`.sweep` — the parallel sweep kernels over many parameter sets.
+
+Records have named fields: orders and fills are structured arrays (``ORDER_DT``, ``FILL_DT`` in
+:mod:`.broker`), a sweep set's accumulators an ``ACC_DT`` record (:mod:`.figures`); state that
+lives only inside a loop is a NamedTuple. These modules import nothing else of ours (an
+import-linter contract keeps it so): a strategy spec declares its kernel from them
+(:mod:`cryptota_core.strategies.kernel`) without depending on the engines.
 """

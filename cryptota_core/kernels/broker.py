@@ -22,6 +22,8 @@ Every expression keeps backtrader's operand order, so the arithmetic is bit-iden
 
 from __future__ import annotations
 
+from typing import Any, NamedTuple, TypeAlias
+
 import numba
 import numpy as np
 
@@ -37,6 +39,51 @@ STATUS_NAMES = {
     STATUS_CANCELLED: "cancelled",
     STATUS_PARTIAL: "partial",
 }
+
+Record: TypeAlias = Any
+"""One row of a structured array (:data:`ORDER_DT`, ...) inside a kernel, read and written by
+field name (``order.status = ...``). NumPy's stubs cannot type a record's fields, so kernels
+annotate records with this alias; numba types them exactly from the dtype."""
+
+ORDER_DT = np.dtype(
+    [
+        ("bar", np.int64),  # bar after whose close (or in whose notifications) it was placed
+        ("side", np.int64),  # +1 buy, -1 sell
+        ("limit", np.bool_),  # a limit order (else market)
+        ("price", np.float64),  # limit price, NaN for market orders
+        ("size", np.float64),  # size as the strategy logged it (positive)
+        ("remaining", np.float64),  # signed units still to execute (backtrader's remsize)
+        ("status", np.int64),  # STATUS_*
+        ("fill_bar", np.int64),  # bar of the last execution, -1 if none
+        ("fill_price", np.float64),  # price of the last execution, NaN if none
+        ("commission", np.float64),  # commission of the last execution, NaN if none
+        ("level", np.int64),  # grid level j of a grid limit order, else 0
+    ],
+    align=True,
+)
+"""One order and its fate, as every simulation kernel records it (numba record array, the
+shape of vectorbt's ``order_dt``); the fast engine turns the rows into ``OrderRecord``."""
+
+FILL_DT = np.dtype(
+    [
+        ("bar", np.int64),
+        ("size", np.float64),  # signed: buy > 0, sell < 0
+        ("price", np.float64),
+        ("commission", np.float64),
+    ],
+    align=True,
+)
+"""One execution, in the order the strategy was notified of it (the fast engine's ``Fill``)."""
+
+
+class Prices(NamedTuple):
+    """The candles' price columns, contiguous float64 arrays of one length (the OHLC every
+    simulation reads: fills at the open or within the range, valuation at the close)."""
+
+    open: np.ndarray
+    high: np.ndarray
+    low: np.ndarray
+    close: np.ndarray
 
 
 # ------------------------------------------------------------------------------ fill prices
@@ -138,50 +185,33 @@ def simulate_long_nb(
     commission: float,
     slippage: float,
     stake: float,
-) -> tuple[
-    np.ndarray,
-    np.ndarray,
-    np.ndarray,
-    np.ndarray,
-    np.ndarray,
-    np.ndarray,
-    np.ndarray,
-    np.ndarray,
-    np.ndarray,
-]:
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """DESIGN §5 long-only market-order simulation (``LongOnlyStrategy`` on ``BackBroker``).
 
     Signals are read on bar ``t`` (from ``warmup`` on) and fill at the open of ``t + 1``. Returns
-    ``(equity, position, order_bar, order_side, order_size, order_status, fill_bar, fill_price,
-    fill_commission)``: the value and position size at every close, then one row per order
-    (side +1 buy / −1 sell; status as ``STATUS_*``; fill fields −1/NaN unless filled)."""
+    ``(equity, position, orders)``: the value and position size at every close, then one
+    :data:`ORDER_DT` row per order (fill fields −1/NaN unless filled)."""
     n = close.shape[0]
     equity = np.empty(n)
     position = np.empty(n)
-    order_bar = np.empty(n, dtype=np.int64)
-    order_side = np.empty(n, dtype=np.int64)
-    order_size = np.empty(n)
-    order_status = np.empty(n, dtype=np.int64)
-    fill_bar = np.empty(n, dtype=np.int64)
-    fill_price = np.empty(n)
-    fill_comm = np.empty(n)
-    orders = 0
+    orders = np.empty(n, dtype=ORDER_DT)
+    n_orders = 0
     pending = -1  # index of the order waiting for the next open
     size = 0.0  # position size
     price = 0.0  # position (entry) price
     for t in range(n):
         if pending >= 0:
-            k = pending
+            order = orders[pending]
             pending = -1
-            p = market_fill_price_nb(order_side[k], open_[t], high[t], low[t], slippage)
-            if order_side[k] > 0:
-                new_cash, comm = long_buy_nb(cash, order_size[k], p, commission)
+            p = market_fill_price_nb(order.side, open_[t], high[t], low[t], slippage)
+            if order.side > 0:
+                new_cash, comm = long_buy_nb(cash, order.size, p, commission)
                 if new_cash < 0.0:
-                    order_status[k] = STATUS_REJECTED
+                    order.status = STATUS_REJECTED
                     continue_fill = False
                 else:
                     cash = new_cash
-                    size = order_size[k]
+                    size = order.size
                     price = p
                     continue_fill = True
                     comm = 0.0 + comm
@@ -192,10 +222,11 @@ def simulate_long_nb(
                 price = 0.0
                 continue_fill = True
             if continue_fill:
-                order_status[k] = STATUS_FILLED
-                fill_bar[k] = t
-                fill_price[k] = p
-                fill_comm[k] = comm
+                order.status = STATUS_FILLED
+                order.remaining = 0.0
+                order.fill_bar = t
+                order.fill_price = p
+                order.commission = comm
         value = long_value_nb(cash, size, price, close[t])
         equity[t] = value
         position[t] = size
@@ -205,36 +236,30 @@ def simulate_long_nb(
             if entry_signal[t]:
                 qty = stake * value / close[t]
                 if qty:
-                    order_bar[orders] = t
-                    order_side[orders] = 1
-                    order_size[orders] = qty
-                    order_status[orders] = STATUS_OPEN
-                    fill_bar[orders] = -1
-                    fill_price[orders] = np.nan
-                    fill_comm[orders] = np.nan
-                    pending = orders
-                    orders += 1
+                    market_order_nb(orders[n_orders], t, 1, qty)
+                    pending = n_orders
+                    n_orders += 1
         elif size > 0.0 and exit_signal[t]:
-            order_bar[orders] = t
-            order_side[orders] = -1
-            order_size[orders] = abs(size)
-            order_status[orders] = STATUS_OPEN
-            fill_bar[orders] = -1
-            fill_price[orders] = np.nan
-            fill_comm[orders] = np.nan
-            pending = orders
-            orders += 1
-    return (
-        equity,
-        position,
-        order_bar[:orders],
-        order_side[:orders],
-        order_size[:orders],
-        order_status[:orders],
-        fill_bar[:orders],
-        fill_price[:orders],
-        fill_comm[:orders],
-    )
+            market_order_nb(orders[n_orders], t, -1, abs(size))
+            pending = n_orders
+            n_orders += 1
+    return equity, position, orders[:n_orders].copy()
+
+
+@numba.njit(cache=True, inline="always")
+def market_order_nb(order: Record, bar: int, side: int, size: float) -> None:
+    """Fill in ``order`` (an :data:`ORDER_DT` record) as a new market order of ``size`` > 0."""
+    order.bar = bar
+    order.side = side
+    order.limit = False
+    order.price = np.nan
+    order.size = size
+    order.remaining = size if side > 0 else -size
+    order.status = STATUS_OPEN
+    order.fill_bar = -1
+    order.fill_price = np.nan
+    order.commission = np.nan
+    order.level = 0
 
 
 # --------------------------------------------------------------- general positions (grid)
