@@ -267,21 +267,46 @@ def _run_search(
 )
 @click.option("--heatmap-x", default=None, help="Parameter on the heatmap's x axis.")
 @click.option("--heatmap-y", default=None, help="Parameter on the heatmap's y axis.")
+@click.option(
+    "--min-trades",
+    type=int,
+    default=None,
+    help="Drop parameter sets with fewer closed trades before ranking and before PSR/DSR/PBO "
+    "count their trials (0 keeps every set; default: CRYPTOTA_OPTIMIZATION_MIN_TRADES, 5).",
+)
+@click.option(
+    "--significance-period",
+    default=None,
+    help="Period PSR, DSR and PBO aggregate returns to: 1m … 12h, 1d or 1w; candles as long "
+    "as it or longer are used as they are (default: CRYPTOTA_OPTIMIZATION_SIGNIFICANCE_PERIOD, "
+    "1d).",
+)
 def optimize_command(
     top: int,
     recheck: int | None,
     heatmap_path: str | None,
     heatmap_x: str | None,
     heatmap_y: str | None,
+    min_trades: int | None,
+    significance_period: str | None,
     **common: Any,
 ) -> None:
     """Search a parameter grid: sweep every set, re-check the best on backtrader, and report
     the winner's deflated Sharpe ratio and the search's probability of overfitting."""
-    from cryptota_core.research.optimize import heatmap_axes, optimize
+    from cryptota_core.research.optimize import OptimizeSettings, heatmap_axes, optimize
 
     options = SearchOptions(**common)
+    chosen: list[OptimizeSettings] = []
 
     def check(spec: SearchSpec) -> None:
+        configured = load_settings()
+        chosen.append(
+            OptimizeSettings(
+                min_trades=configured.optimization_min_trades if min_trades is None else min_trades,
+                significance_period=significance_period
+                or configured.optimization_significance_period,
+            )
+        )
         if heatmap_path:
             heatmap_axes(spec.grid, heatmap_x, heatmap_y)
 
@@ -302,6 +327,7 @@ def optimize_command(
             broker=broker,
             progress=progress,
             sets=sets,
+            settings=chosen[0],
         )
 
     result, candles = _run_search(
@@ -359,23 +385,39 @@ def _print_optimization(result: OptimizationResult, origin: str) -> None:
     stats = result.statistics
     significant = "significant" if stats["dsr_significant"] else "not significant"
     trials = f"{stats['n_trials']:,} trials"
-    if stats["n_trials"] != result.combinations:
+    eligible = stats.get("eligible_sets", result.combinations)
+    if eligible != result.combinations:
         trials += (
-            f": {result.combinations - stats['n_trials']:,} of the {result.combinations:,} sets "
-            "have no Sharpe ratio (no trade, or flat equity) and are not trials"
+            f": {result.combinations - eligible:,} of the {result.combinations:,} sets have "
+            f"fewer than {stats['min_trades']} trades (--min-trades) and did not compete"
+        )
+    if stats["n_trials"] != eligible:
+        trials += (
+            f"; {eligible - stats['n_trials']:,} competing sets have no Sharpe ratio (flat "
+            "equity) and are not trials"
         )
     out.print(
         f"winner {result.best_slug}: {result.objective} {format_number(result.best_score)}, "
         f"PSR {format_number(stats['psr'])}, deflated Sharpe ratio {format_number(stats['dsr'])} "
         f"({significant} at 95% after {trials})"
     )
+    out.print(
+        f"significance on {stats['effective_observations']:,} {stats['significance_period']} "
+        f"returns; haircut Sharpe ratio {format_number(stats['haircut_sharpe_annualised'])} "
+        "(annualised)"
+    )
     if stats["pbo"] is not None:
         blocks = f"{stats['pbo_blocks']} blocks"
         if stats["pbo_blocks"] < DEFAULT_BLOCKS:
-            blocks += f", fewer than {DEFAULT_BLOCKS}: each block needs {MIN_BLOCK_RETURNS} returns"
+            blocks += (
+                f", fewer than {DEFAULT_BLOCKS}: each block needs {MIN_BLOCK_RETURNS} "
+                f"{stats['significance_period']} returns"
+            )
         out.print(
             f"probability of backtest overfitting {format_metric('pbo', stats['pbo'])} "
-            f"(CSCV, {blocks}, {stats['pbo_combinations']:,} combinations)"
+            f"(CSCV, {blocks}, {stats['pbo_combinations']:,} combinations; "
+            f"{format_metric('pbo', stats['pbo_flat_as_zero'])} if a set's flat half counts "
+            "as a zero return)"
         )
 
 

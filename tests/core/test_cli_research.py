@@ -94,6 +94,22 @@ def test_optimize_csv_prints_table_and_stores_nothing(
     assert "reproduced" in printed
 
 
+def test_min_trades_and_significance_period_reach_the_statistics(
+    stored: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    base = ["optimize", "--strategy", "rsi", "--grid", GRID, *WINDOW, "--recheck", "0", "--json"]
+    assert main([*base, "--min-trades", "0", "--significance-period", "1h"]) == 0
+    every = json.loads(capsys.readouterr().out)["statistics"]
+    assert every["min_trades"] == 0 and every["eligible_sets"] == 27
+    assert every["significance_period"] == "1h" and every["effective_observations"] > 1_000
+    assert main([*base, "--min-trades", "8"]) == 0
+    strict = json.loads(capsys.readouterr().out)
+    assert strict["statistics"]["min_trades"] == 8
+    assert strict["statistics"]["eligible_sets"] < 27
+    assert strict["statistics"]["significance_period"] == "1d"  # the default
+    assert all(row["trade_count"] >= 8 for row in strict["top"])
+
+
 def test_walk_forward_json_and_stored(stored: str, capsys: pytest.CaptureFixture[str]) -> None:
     args = [
         "walk-forward",
@@ -145,6 +161,8 @@ def test_walk_forward_json_and_stored(stored: str, capsys: pytest.CaptureFixture
         (["--grid", "nope"], "not valid JSON"),
         (["--objective", "luck"], "unknown objective"),
         (["--method", "random"], "needs --samples"),
+        (["--min-trades", "-1"], "invalid --min-trades -1"),
+        (["--significance-period", "2d"], "--significance-period"),
     ],
 )
 def test_bad_search_is_one_line_and_stores_nothing(
