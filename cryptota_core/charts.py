@@ -135,6 +135,8 @@ def heatmap_preview_png(values: np.ndarray) -> bytes:
     """A small picture of a 2-D grid of values (rows bottom-up, as the full heatmap), viridis in
     eight shades, undefined cells white."""
     grid = np.asarray(values, dtype=np.float64)
+    if grid.size == 0:  # nothing to show (no set had a defined objective): one white cell
+        grid = np.full((1, 1), np.nan)
     rows, cols = grid.shape
     cell = max(1, min(PREVIEW_SIZE[0] // max(cols, 1), 2 * PREVIEW_SIZE[1] // max(rows, 1), 16))
     finite = grid[np.isfinite(grid)]

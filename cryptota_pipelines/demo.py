@@ -55,14 +55,32 @@ class DemoResult:
     """Why ``walk_forward_report`` was not run (too few days for the split), or None."""
 
 
+DAYS_PER_REQUIRED_TRADE = 4
+"""The demo's optimisation asks at most one closed trade per this many days of its window: the
+default grids' RSI sets trade about once every 3–5 days on 1h candles, so a short demo
+(``--days 3``) would otherwise find no set with ``CRYPTOTA_OPTIMIZATION_MIN_TRADES`` trades and
+fail; a 30-day demo keeps the configured minimum (5), a 17-day one asks 4."""
+
+
 def demo_settings(settings: Settings, days: int) -> Settings:
     """The demo's settings: ``auto`` resolved once (Binance if it answers, else synthetic) so
-    every run of the demo reads the same exchange, and the backtest and optimisation windows =
-    the ingested days."""
+    every run of the demo reads the same exchange, the backtest and optimisation windows = the
+    ingested days, and the optimisation's minimum trades fitted to a short window
+    (:data:`DAYS_PER_REQUIRED_TRADE`)."""
     source = resolve_source_name(settings.source, settings)
     return load_settings(
-        source=source, backtest_days=days, optimization_days=days, walk_forward_days=days
+        source=source,
+        backtest_days=days,
+        optimization_days=days,
+        walk_forward_days=days,
+        optimization_min_trades=demo_min_trades(settings.optimization_min_trades, days),
     )
+
+
+def demo_min_trades(configured: int, days: int) -> int:
+    """The configured minimum, or one trade per :data:`DAYS_PER_REQUIRED_TRADE` days of the
+    window if that is fewer (none below four days: a 3-day window may see no RSI+MA trade)."""
+    return min(configured, days // DAYS_PER_REQUIRED_TRADE)
 
 
 def open_instance(settings: Settings) -> DagsterInstance:
@@ -111,7 +129,10 @@ def run_demo(settings: Settings, *, days: int = 30, on_stage: Stage | None = Non
         runs += 1
     walk_forward_skipped = walk_forward_too_short(settings, days)
     for symbol in symbols:
-        stage(f"optimization_job: {symbol} (parameter_optimization, trading_signals)")
+        stage(
+            f"optimization_job: {symbol} (parameter_optimization with sets of at least "
+            f"{settings.optimization_min_trades} trades, trading_signals)"
+        )
         _run(defs, instance, "optimization_job", {}, partition=symbol)
         runs += 1
         if walk_forward_skipped is None:

@@ -27,8 +27,10 @@ computes)."""
 
 
 def has_heatmap(result: OptimizationResult) -> bool:
-    """Whether the search varied at least two parameters: a heatmap of fewer is one line."""
-    return sum(len(values) > 1 for values in result.spec.grid.values()) >= 2
+    """Whether there is a map to draw: the search varied at least two parameters (a heatmap of
+    fewer is one line) and some set has a defined objective (else every cell is empty)."""
+    varied = sum(len(values) > 1 for values in result.spec.grid.values()) >= 2
+    return varied and not result.heatmap_frame().empty
 
 
 def plot_heatmap(

@@ -277,9 +277,10 @@ def endless_zeros(tmp_path: Path) -> Iterator[Path]:
     writer = threading.Thread(target=feed, daemon=True)
     writer.start()
     yield fifo
+    writer.join(timeout=1)  # a reader came and went: the writer ends on its broken pipe
     if writer.is_alive():  # nobody opened the pipe: open it once so the writer ends
-        with fifo.open("rb"):
-            pass
+        # Non-blocking: if the writer ended meanwhile, a blocking open would wait forever.
+        os.close(os.open(fifo, os.O_RDONLY | os.O_NONBLOCK))
     writer.join(timeout=10)
 
 

@@ -95,3 +95,10 @@ def test_demo_walks_forward_when_the_days_allow_it(
         "walk_forward_job",
     }
     assert set(instance.get_materialized_partitions(AssetKey("walk_forward_report"))) == {"BTCUSDT"}
+
+
+def test_the_demo_fits_the_minimum_trades_to_its_window() -> None:
+    from cryptota_pipelines.demo import demo_min_trades
+
+    assert [demo_min_trades(5, days) for days in (2, 3, 4, 17, 30, 90)] == [0, 0, 1, 4, 5, 5]
+    assert demo_min_trades(0, 30) == 0  # a configured 0 stays 0

@@ -116,6 +116,7 @@ def test_previews_stay_inline_on_long_and_degenerate_series() -> None:
     grid[0, 0] = np.nan
     assert len(_inline(heatmap_preview_png(grid))) < INLINE_MARKDOWN_LIMIT
     assert heatmap_preview_png(np.full((2, 3), np.nan)).startswith(PNG)
+    assert heatmap_preview_png(np.empty((0, 0))).startswith(PNG)  # no set had an objective
 
 
 def test_subject_of_store_and_csv_candles() -> None:
