@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import json
 import tempfile
-from typing import Any, Literal
+from collections.abc import Callable
+from typing import Any, Literal, Protocol, TypeVar
 
 import pandas as pd
 from dagster import (
@@ -24,6 +25,7 @@ from dagster import (
     UPathIOManager,
 )
 from pydantic import Field, PrivateAttr
+from sqlalchemy.engine import Engine
 from upath import UPath
 
 from cryptota_core.backtest.runs import (
@@ -67,30 +69,53 @@ class RunLoggingResource(ConfigurableResource):
         bind_run_id(None)
 
 
-class CandleStoreResource(ConfigurableResource):
-    """The candle store (TimescaleDB, PostgreSQL or SQLite) behind ``database_url``."""
+class _Pooled(Protocol):
+    """A store on a SQLAlchemy engine: what :class:`_StoreResource` closes."""
 
-    database_url: str = Field(description="SQLAlchemy URL of the candle store.")
-    retention_days: int | None = Field(
-        default=None,
-        description="Candles older than this many days are purged by candle_retention_job; "
-        "unset keeps everything.",
-    )
-    _store: CandleStore | None = PrivateAttr(default=None)
+    engine: Engine
 
-    def store(self) -> CandleStore:
-        """The store, connected (and its schema created) on first use in this process."""
+
+StoreT = TypeVar("StoreT", bound=_Pooled)
+
+
+class _StoreResource(ConfigurableResource):
+    """One store behind ``database_url``, opened on first use in a step and closed when it ends.
+
+    The candle, results and research stores are opened and torn down the same way; each
+    subclass's ``store()`` says only how its store is built, so none can forget to dispose of
+    its connection pool and leave a finished run holding connections."""
+
+    database_url: str = Field(description="SQLAlchemy URL of the store.")
+    _store: Any = PrivateAttr(default=None)
+
+    def _opened(self, open_store: Callable[[], StoreT]) -> StoreT:
+        """The store, connected (and its tables created) on first use in this process."""
         if self._store is None:
-            self._store = CandleStore.from_url(
-                self.database_url, retention_days=self.retention_days
-            )
-        return self._store
+            self._store = open_store()
+        store: StoreT = self._store
+        return store
 
     def teardown_after_execution(self, context: InitResourceContext) -> None:
         """Close the connection pool when the step ends, so finished runs hold no connections."""
         if self._store is not None:
             self._store.engine.dispose()
             self._store = None
+
+
+class CandleStoreResource(_StoreResource):
+    """The candle store (TimescaleDB, PostgreSQL or SQLite) behind ``database_url``."""
+
+    retention_days: int | None = Field(
+        default=None,
+        description="Candles older than this many days are purged by candle_retention_job; "
+        "unset keeps everything.",
+    )
+
+    def store(self) -> CandleStore:
+        """The store, connected (and its schema created) on first use in this process."""
+        return self._opened(
+            lambda: CandleStore.from_url(self.database_url, retention_days=self.retention_days)
+        )
 
 
 class MarketSourceResource(ConfigurableResource):
@@ -124,29 +149,19 @@ class MarketSourceResource(ConfigurableResource):
         return open_source(name, settings)
 
 
-class ResultsStoreResource(ConfigurableResource):
+class ResultsStoreResource(_StoreResource):
     """The results store: backtest runs, their trades and equity curves, the leaderboard. Same
     database as the candle store."""
 
-    database_url: str = Field(description="SQLAlchemy URL of the results store.")
     retention_days: int | None = Field(
         default=None,
         description="Backtest runs created more than this many days ago are purged by "
         "results_retention_job; unset keeps everything.",
     )
-    _store: ResultsStore | None = PrivateAttr(default=None)
 
     def store(self) -> ResultsStore:
         """The store, connected (and its tables created) on first use in this process."""
-        if self._store is None:
-            self._store = ResultsStore.from_url(self.database_url)
-        return self._store
-
-    def teardown_after_execution(self, context: InitResourceContext) -> None:
-        """Close the connection pool when the step ends."""
-        if self._store is not None:
-            self._store.engine.dispose()
-            self._store = None
+        return self._opened(lambda: ResultsStore.from_url(self.database_url))
 
 
 class BacktestCacheResource(ConfigurableResource):
@@ -245,22 +260,12 @@ class _JsonFiles(UPathIOManager):
         return json.loads(path.read_text())
 
 
-class ResearchStoreResource(ConfigurableResource):
+class ResearchStoreResource(_StoreResource):
     """Optimisation runs, walk-forward windows and paper orders. Same database as the candles."""
 
-    database_url: str = Field(description="SQLAlchemy URL of the store.")
-    _store: ResearchStore | None = PrivateAttr(default=None)
-
     def store(self) -> ResearchStore:
-        """The store, connected (and the result tables created) on first use in this process."""
-        if self._store is None:
-            self._store = ResearchStore.from_url(self.database_url)
-        return self._store
-
-    def teardown_after_execution(self, context: InitResourceContext) -> None:
-        if self._store is not None:
-            self._store.engine.dispose()
-            self._store = None
+        """The store, connected (and its tables created) on first use in this process."""
+        return self._opened(lambda: ResearchStore.from_url(self.database_url))
 
 
 class ResearchConfigResource(ConfigurableResource):
