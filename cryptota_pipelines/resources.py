@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 import tempfile
 from collections.abc import Callable
-from typing import Any, Literal, Protocol, TypeVar
+from typing import Any, Protocol, TypeVar
 
 import pandas as pd
 from dagster import (
@@ -36,37 +36,13 @@ from cryptota_core.backtest.runs import (
 )
 from cryptota_core.cache import DEFAULT_TTL_SECONDS, BacktestCache, NullCache
 from cryptota_core.ingest import open_source
-from cryptota_core.logs import bind_run_id, configure_logging
 from cryptota_core.market.sources.base import CandleSource
 from cryptota_core.research.runs import ResearchConfig
 from cryptota_core.settings import Settings, load_settings
 from cryptota_core.storage.candle_store import CandleStore
 from cryptota_core.storage.research_store import ResearchStore
 from cryptota_core.storage.results_store import ResultsStore
-
-
-class RunLoggingResource(ConfigurableResource):
-    """The core's log records during a step: their format, and the run they belong to.
-
-    Every asset, check and op of the code location takes this resource (``run_logging``), so
-    the first thing each step does, whatever stores it uses, is route ``cryptota_core`` records
-    to stderr as console or JSON lines and stamp each with the step's run id; a line in a log
-    aggregator then leads back to its run. When the step ends the id is unbound again, so
-    nothing logged afterwards in the same process claims to belong to it."""
-
-    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(
-        default="INFO", description="Level of the core's records (CRYPTOTA_LOG_LEVEL)."
-    )
-    log_format: Literal["console", "json"] = Field(
-        default="console", description="console or json lines (CRYPTOTA_LOG_FORMAT)."
-    )
-
-    def setup_for_execution(self, context: InitResourceContext) -> None:
-        configure_logging(self.log_level, self.log_format)
-        bind_run_id(context.run.run_id if context.run is not None else None)
-
-    def teardown_after_execution(self, context: InitResourceContext) -> None:
-        bind_run_id(None)
+from cryptota_pipelines.run_logs import install_run_logging
 
 
 class _Pooled(Protocol):
@@ -293,17 +269,17 @@ class ResearchConfigResource(ConfigurableResource):
 
 
 def resources_from_settings(settings: Settings) -> dict[str, Any]:
-    """The resources of the code location, configured from CryptoTA's settings.
+    """The resources of the code location, configured from CryptoTA's settings, and the core's
+    logging of this process set up from them (format, level, each step's run id).
 
     A store or Redis URL that came from the environment is passed as ``EnvVar`` (it may hold a
     password); the embedded default, a SQLite file under ``CRYPTOTA_HOME``, is not a secret."""
     database_url: str | EnvVar = (
         EnvVar("CRYPTOTA_DATABASE_URL") if settings.database_url else settings.resolved_database_url
     )
+    # Not a resource: a resource runs only for the steps that request it (DESIGN §8).
+    install_run_logging(settings.log_level, settings.log_format)
     return {
-        "run_logging": RunLoggingResource(
-            log_level=settings.log_level, log_format=settings.log_format
-        ),
         "candle_store": CandleStoreResource(
             database_url=database_url, retention_days=settings.timescale_retention_days
         ),

@@ -63,7 +63,6 @@ from cryptota_pipelines.resources import (
     BacktestConfigResource,
     CandleStoreResource,
     ResultsStoreResource,
-    RunLoggingResource,
 )
 
 CANDLES_OF_THE_SYMBOL = MultiPartitionMapping(
@@ -111,7 +110,6 @@ equity are in ``leaderboard_rows`` (every column, as JSON)."""
 )
 def backtest_runs(
     context: AssetExecutionContext,
-    run_logging: RunLoggingResource,
     candle_store: CandleStoreResource,
     results_store: ResultsStoreResource,
     backtest_cache: BacktestCacheResource,
@@ -244,7 +242,6 @@ backtest refresh (nightly_backtest_schedule), which ranks at its end."""
     "Sharpe ratio (undefined ranks last).",
 )
 def strategy_leaderboard(
-    run_logging: RunLoggingResource,
     results_store: ResultsStoreResource,
     backtest_config: BacktestConfigResource,
 ) -> MaterializeResult:

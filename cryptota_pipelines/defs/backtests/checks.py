@@ -30,7 +30,7 @@ from cryptota_core.backtest.result import (
 from cryptota_core.errors import NoDataError
 from cryptota_core.storage.results_store import ResultsStore
 from cryptota_pipelines.keys import BACKTEST_RUNS
-from cryptota_pipelines.resources import ResultsStoreResource, RunLoggingResource
+from cryptota_pipelines.resources import ResultsStoreResource
 
 SHOWN_PROBLEMS = 50
 """At most this many failing partitions are listed in a check's metadata."""
@@ -116,7 +116,6 @@ def _judge(
 )
 def backtest_runs_checks(
     context: AssetCheckExecutionContext,
-    run_logging: RunLoggingResource,
     results_store: ResultsStoreResource,
 ) -> Iterator[AssetCheckResult]:
     """Read each covered partition's stored run back once, then judge every selected check. A

@@ -62,7 +62,6 @@ from cryptota_pipelines.resources import (
     ResearchConfigResource,
     ResearchStoreResource,
     ResultsStoreResource,
-    RunLoggingResource,
 )
 
 DEFAULT_PARTITIONS_PER_STEP = 8
@@ -149,7 +148,6 @@ def shard(
 def plan_steps(
     context: OpExecutionContext,
     config: DistributedSelection,
-    run_logging: RunLoggingResource,
     backtest_config: BacktestConfigResource,
 ) -> Iterator[DynamicOutput[Any]]:
     """One ``shards`` output per shard, keyed ``<symbol>_<n>``, and one ``symbols`` output per
@@ -197,7 +195,6 @@ def plan_steps(
 def backtest_shard(
     context: OpExecutionContext,
     shard: dict[str, Any],
-    run_logging: RunLoggingResource,
     candle_store: CandleStoreResource,
     results_store: ResultsStoreResource,
     backtest_cache: BacktestCacheResource,
@@ -233,7 +230,6 @@ def backtest_shard(
 def optimize_symbol_step(
     context: OpExecutionContext,
     symbol: str,
-    run_logging: RunLoggingResource,
     candle_store: CandleStoreResource,
     research_store: ResearchStoreResource,
     research_config: ResearchConfigResource,
