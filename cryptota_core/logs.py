@@ -3,9 +3,10 @@
 The core logs through the standard ``logging`` module with structured fields passed as ``extra``;
 this module decides how records look: readable console lines locally, JSON lines in production
 (``CRYPTOTA_LOG_FORMAT=json``). Every record carries the orchestrator's run id once one is bound
-(:func:`bind_run_id`, called at the start of every step by the Dagster code location's
-``run_logging`` resource), so a line in a log aggregator leads back to its run. Inside Dagster
-the same records also reach the run's event log through ``python_logs`` in ``dagster.yaml``.
+(:func:`bind_run_id`, or a lookup installed once with :func:`use_run_id_source`: the Dagster code
+location's asks Dagster which step is running), so a line in a log aggregator leads back to its
+run. Inside Dagster the same records also reach the run's event log through ``python_logs`` in
+``dagster.yaml``.
 """
 
 from __future__ import annotations
@@ -13,10 +14,12 @@ from __future__ import annotations
 import json
 import logging
 import sys
+from collections.abc import Callable
 from datetime import UTC, datetime
 
 _STANDARD = set(logging.makeLogRecord({}).__dict__) | {"message", "asctime", "run_id"}
 _run_id: str | None = None
+_run_id_source: Callable[[], str | None] | None = None
 
 
 def bind_run_id(run_id: str | None) -> None:
@@ -26,9 +29,19 @@ def bind_run_id(run_id: str | None) -> None:
     _run_id = run_id
 
 
+def use_run_id_source(source: Callable[[], str | None] | None) -> None:
+    """Ask ``source`` for the run id of each record that no :func:`bind_run_id` covers. An
+    orchestrator installs it once per process, so no step can forget to bind its id and none
+    can leave it bound after it ends (the source answers None outside a run)."""
+    global _run_id_source
+    _run_id_source = source
+
+
 def current_run_id() -> str | None:
-    """The run id bound by :func:`bind_run_id`, if any."""
-    return _run_id
+    """The run id bound by :func:`bind_run_id`, else the one the installed source reports."""
+    if _run_id is not None or _run_id_source is None:
+        return _run_id
+    return _run_id_source()
 
 
 class RunIdFilter(logging.Filter):
@@ -36,7 +49,7 @@ class RunIdFilter(logging.Filter):
 
     def filter(self, record: logging.LogRecord) -> bool:
         if not hasattr(record, "run_id"):
-            record.run_id = _run_id
+            record.run_id = current_run_id()
         return True
 
 

@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import json
 import tempfile
-from typing import Any, Literal
+from collections.abc import Callable
+from typing import Any, Protocol, TypeVar
 
 import pandas as pd
 from dagster import (
@@ -24,6 +25,7 @@ from dagster import (
     UPathIOManager,
 )
 from pydantic import Field, PrivateAttr
+from sqlalchemy.engine import Engine
 from upath import UPath
 
 from cryptota_core.app.ingest import open_source
@@ -34,63 +36,62 @@ from cryptota_core.backtest.runs import (
     backtest_window,
     expand_param_grids,
 )
-from cryptota_core.logs import bind_run_id, configure_logging
 from cryptota_core.market.sources.base import CandleSource
 from cryptota_core.research.config import ResearchConfig
 from cryptota_core.settings import Settings, load_settings
 from cryptota_core.storage.candle_store import CandleStore
 from cryptota_core.storage.research_store import ResearchStore
 from cryptota_core.storage.results_store import ResultsStore
+from cryptota_pipelines.run_logs import install_run_logging
 
 
-class RunLoggingResource(ConfigurableResource):
-    """The core's log records during a step: their format, and the run they belong to.
+class _Pooled(Protocol):
+    """A store on a SQLAlchemy engine: what :class:`_StoreResource` closes."""
 
-    Every asset, check and op of the code location takes this resource (``run_logging``), so
-    the first thing each step does, whatever stores it uses, is route ``cryptota_core`` records
-    to stderr as console or JSON lines and stamp each with the step's run id; a line in a log
-    aggregator then leads back to its run. When the step ends the id is unbound again, so
-    nothing logged afterwards in the same process claims to belong to it."""
-
-    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(
-        default="INFO", description="Level of the core's records (CRYPTOTA_LOG_LEVEL)."
-    )
-    log_format: Literal["console", "json"] = Field(
-        default="console", description="console or json lines (CRYPTOTA_LOG_FORMAT)."
-    )
-
-    def setup_for_execution(self, context: InitResourceContext) -> None:
-        configure_logging(self.log_level, self.log_format)
-        bind_run_id(context.run.run_id if context.run is not None else None)
-
-    def teardown_after_execution(self, context: InitResourceContext) -> None:
-        bind_run_id(None)
+    engine: Engine
 
 
-class CandleStoreResource(ConfigurableResource):
-    """The candle store (TimescaleDB, PostgreSQL or SQLite) behind ``database_url``."""
+StoreT = TypeVar("StoreT", bound=_Pooled)
 
-    database_url: str = Field(description="SQLAlchemy URL of the candle store.")
-    retention_days: int | None = Field(
-        default=None,
-        description="Candles older than this many days are purged by candle_retention_job; "
-        "unset keeps everything.",
-    )
-    _store: CandleStore | None = PrivateAttr(default=None)
 
-    def store(self) -> CandleStore:
-        """The store, connected (and its schema created) on first use in this process."""
+class _StoreResource(ConfigurableResource):
+    """One store behind ``database_url``, opened on first use in a step and closed when it ends.
+
+    The candle, results and research stores are opened and torn down the same way; each
+    subclass's ``store()`` says only how its store is built, so none can forget to dispose of
+    its connection pool and leave a finished run holding connections."""
+
+    database_url: str = Field(description="SQLAlchemy URL of the store.")
+    _store: Any = PrivateAttr(default=None)
+
+    def _opened(self, open_store: Callable[[], StoreT]) -> StoreT:
+        """The store, connected (and its tables created) on first use in this process."""
         if self._store is None:
-            self._store = CandleStore.from_url(
-                self.database_url, retention_days=self.retention_days
-            )
-        return self._store
+            self._store = open_store()
+        store: StoreT = self._store
+        return store
 
     def teardown_after_execution(self, context: InitResourceContext) -> None:
         """Close the connection pool when the step ends, so finished runs hold no connections."""
         if self._store is not None:
             self._store.engine.dispose()
             self._store = None
+
+
+class CandleStoreResource(_StoreResource):
+    """The candle store (TimescaleDB, PostgreSQL or SQLite) behind ``database_url``."""
+
+    retention_days: int | None = Field(
+        default=None,
+        description="Candles older than this many days are purged by candle_retention_job; "
+        "unset keeps everything.",
+    )
+
+    def store(self) -> CandleStore:
+        """The store, connected (and its schema created) on first use in this process."""
+        return self._opened(
+            lambda: CandleStore.from_url(self.database_url, retention_days=self.retention_days)
+        )
 
 
 class MarketSourceResource(ConfigurableResource):
@@ -124,29 +125,19 @@ class MarketSourceResource(ConfigurableResource):
         return open_source(name, settings)
 
 
-class ResultsStoreResource(ConfigurableResource):
+class ResultsStoreResource(_StoreResource):
     """The results store: backtest runs, their trades and equity curves, the leaderboard. Same
     database as the candle store."""
 
-    database_url: str = Field(description="SQLAlchemy URL of the results store.")
     retention_days: int | None = Field(
         default=None,
         description="Backtest runs created more than this many days ago are purged by "
         "results_retention_job; unset keeps everything.",
     )
-    _store: ResultsStore | None = PrivateAttr(default=None)
 
     def store(self) -> ResultsStore:
         """The store, connected (and its tables created) on first use in this process."""
-        if self._store is None:
-            self._store = ResultsStore.from_url(self.database_url)
-        return self._store
-
-    def teardown_after_execution(self, context: InitResourceContext) -> None:
-        """Close the connection pool when the step ends."""
-        if self._store is not None:
-            self._store.engine.dispose()
-            self._store = None
+        return self._opened(lambda: ResultsStore.from_url(self.database_url))
 
 
 class BacktestCacheResource(ConfigurableResource):
@@ -245,22 +236,12 @@ class _JsonFiles(UPathIOManager):
         return json.loads(path.read_text())
 
 
-class ResearchStoreResource(ConfigurableResource):
+class ResearchStoreResource(_StoreResource):
     """Optimisation runs, walk-forward windows and paper orders. Same database as the candles."""
 
-    database_url: str = Field(description="SQLAlchemy URL of the store.")
-    _store: ResearchStore | None = PrivateAttr(default=None)
-
     def store(self) -> ResearchStore:
-        """The store, connected (and the result tables created) on first use in this process."""
-        if self._store is None:
-            self._store = ResearchStore.from_url(self.database_url)
-        return self._store
-
-    def teardown_after_execution(self, context: InitResourceContext) -> None:
-        if self._store is not None:
-            self._store.engine.dispose()
-            self._store = None
+        """The store, connected (and its tables created) on first use in this process."""
+        return self._opened(lambda: ResearchStore.from_url(self.database_url))
 
 
 class ResearchConfigResource(ConfigurableResource, ResearchConfig):
@@ -275,17 +256,17 @@ class ResearchConfigResource(ConfigurableResource, ResearchConfig):
 
 
 def resources_from_settings(settings: Settings) -> dict[str, Any]:
-    """The resources of the code location, configured from CryptoTA's settings.
+    """The resources of the code location, configured from CryptoTA's settings, and the core's
+    logging of this process set up from them (format, level, each step's run id).
 
     A store or Redis URL that came from the environment is passed as ``EnvVar`` (it may hold a
     password); the embedded default, a SQLite file under ``CRYPTOTA_HOME``, is not a secret."""
     database_url: str | EnvVar = (
         EnvVar("CRYPTOTA_DATABASE_URL") if settings.database_url else settings.resolved_database_url
     )
+    # Not a resource: a resource runs only for the steps that request it (DESIGN §8).
+    install_run_logging(settings.log_level, settings.log_format)
     return {
-        "run_logging": RunLoggingResource(
-            log_level=settings.log_level, log_format=settings.log_format
-        ),
         "candle_store": CandleStoreResource(
             database_url=database_url, retention_days=settings.timescale_retention_days
         ),

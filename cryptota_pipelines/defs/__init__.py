@@ -8,5 +8,10 @@
 - ``adhoc``: ``adhoc_backtest_job``, one backtest described by its run config (jobs);
 - ``distributed``: ``distributed_backtest_job``, backtests spread over Celery workers (jobs).
 
+Every domain follows one file layout, by kind of definition: ``assets.py``, ``checks.py`` (their
+asset checks), ``schedules.py`` (schedules and the jobs they launch), ``sensors.py`` (sensors and
+the jobs they launch), ``jobs.py`` (jobs no schedule or sensor launches, with their ops); a domain
+has only the files it needs.
+
 ``load_from_defs_folder`` (``cryptota_pipelines.definitions``) collects every definition in these
 modules: nothing here lists them again."""

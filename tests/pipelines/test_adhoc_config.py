@@ -15,7 +15,6 @@ from cryptota_pipelines.resources import (
     BacktestCacheResource,
     CandleStoreResource,
     ResultsStoreResource,
-    RunLoggingResource,
 )
 
 REQUEST: dict[str, Any] = {
@@ -59,7 +58,6 @@ def test_the_run_fails_before_reading_any_candle(sqlite_url: str) -> None:
     result = adhoc_backtest_job.execute_in_process(
         run_config={"ops": {"adhoc_backtest": {"config": {**REQUEST, "stake": 2.0}}}},
         resources={
-            "run_logging": RunLoggingResource(),
             "candle_store": CandleStoreResource(database_url=sqlite_url),
             "results_store": ResultsStoreResource(database_url=sqlite_url),
             "backtest_cache": BacktestCacheResource(),

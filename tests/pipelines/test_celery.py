@@ -32,6 +32,7 @@ from cryptota_core.errors import InvalidInputError
 from cryptota_core.market.sources.synthetic import SyntheticSource
 from cryptota_core.storage.candle_store import CandleStore
 from cryptota_core.storage.results_store import ResultsStore
+from cryptota_pipelines.defs.backtests.checks import CHECK_NAMES
 from cryptota_pipelines.defs.distributed.jobs import choose, shard
 from cryptota_pipelines.executors import CELERY_EXECUTOR_CONFIG
 from tests.pipelines.conftest import SYMBOLS, temporary_database
@@ -317,6 +318,25 @@ def test_steps_run_on_both_workers_and_store_each_partition_once(cluster: Cluste
     assert sorted(partitions["backtest_runs"]) == sorted(
         f"{slug}|{symbol}" for symbol in SYMBOLS for slug in slugs
     )
+    # Each says which step computed it, and that step judged what it stored with the asset's
+    # blocking checks: one passing evaluation of each check per shard step.
+    backtests = [
+        record.get_dagster_event()
+        for record in materialized
+        if record.get_dagster_event().asset_key.to_user_string() == "backtest_runs"
+    ]
+    for event in backtests:
+        description = event.event_specific_data.materialization.description
+        assert f"step {event.step_key} (run {run_id})" in description, description
+    evaluations = [
+        record.get_dagster_event()
+        for record in cluster.instance.all_logs(
+            run_id, of_type=DagsterEventType.ASSET_CHECK_EVALUATION
+        )
+    ]
+    judged = sorted((event.step_key, event.event_specific_data.check_name) for event in evaluations)
+    assert judged == sorted((step, check) for step in shard_steps for check in CHECK_NAMES), judged
+    assert all(event.event_specific_data.passed for event in evaluations)
     # Each symbol optimised in a step of its own, its search stored once with the run id.
     assert sorted(partitions["parameter_optimization"]) == sorted(SYMBOLS)
     assert all(len(ran[f"optimize_symbol_step[{symbol}]"]) == 1 for symbol in SYMBOLS)

@@ -29,10 +29,10 @@ from cryptota_core.settings import Settings, load_settings
 from cryptota_core.storage.candle_store import CandleStore
 from cryptota_core.storage.research_store import ResearchStore
 from cryptota_pipelines.defs.ingestion.assets import candles_1m
-from cryptota_pipelines.defs.research.automation import (
+from cryptota_pipelines.defs.research.schedules import weekly_walk_forward_schedule
+from cryptota_pipelines.defs.research.sensors import (
     performance_drift_sensor,
     reoptimization_sensor,
-    weekly_walk_forward_schedule,
 )
 from cryptota_pipelines.partitions import partition_key
 from cryptota_pipelines.resources import (

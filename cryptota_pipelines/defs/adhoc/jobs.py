@@ -46,7 +46,6 @@ from cryptota_pipelines.resources import (
     BacktestCacheResource,
     CandleStoreResource,
     ResultsStoreResource,
-    RunLoggingResource,
 )
 
 Interval = Literal["1m", "3m", "5m", "15m", "30m", "1h", "2h", "4h", "6h", "8h", "12h", "1d"]
@@ -160,7 +159,6 @@ def _field(name: str, parse: Callable[[], T]) -> T:
 def adhoc_backtest(
     context: OpExecutionContext,
     config: AdhocBacktestConfig,
-    run_logging: RunLoggingResource,
     candle_store: CandleStoreResource,
     results_store: ResultsStoreResource,
     backtest_cache: BacktestCacheResource,

@@ -23,7 +23,6 @@ from pydantic import Field
 from cryptota_pipelines.resources import (
     CandleStoreResource,
     ResultsStoreResource,
-    RunLoggingResource,
 )
 
 
@@ -42,7 +41,6 @@ def retention_cutoff(keep_days: int) -> pd.Timestamp:
 def purge_old_candles(
     context: OpExecutionContext,
     config: RetentionConfig,
-    run_logging: RunLoggingResource,
     candle_store: CandleStoreResource,
 ) -> None:
     """``CandleStore.purge_before`` the cut-off day. Returns nothing, so no IO manager writes
@@ -78,7 +76,6 @@ def candle_retention_schedule(
 def purge_old_backtest_runs(
     context: OpExecutionContext,
     config: RetentionConfig,
-    run_logging: RunLoggingResource,
     results_store: ResultsStoreResource,
 ) -> None:
     """``ResultsStore.purge_before`` the cut-off day (parameter sets are kept)."""

@@ -60,7 +60,6 @@ from cryptota_pipelines.resources import (
     BacktestConfigResource,
     CandleStoreResource,
     ResultsStoreResource,
-    RunLoggingResource,
 )
 
 CANDLES_OF_THE_SYMBOL = MultiPartitionMapping(
@@ -108,7 +107,6 @@ equity are in ``leaderboard_rows`` (every column, as JSON)."""
 )
 def backtest_runs(
     context: AssetExecutionContext,
-    run_logging: RunLoggingResource,
     candle_store: CandleStoreResource,
     results_store: ResultsStoreResource,
     backtest_cache: BacktestCacheResource,
@@ -241,7 +239,6 @@ backtest refresh (nightly_backtest_schedule), which ranks at its end."""
     "Sharpe ratio (undefined ranks last).",
 )
 def strategy_leaderboard(
-    run_logging: RunLoggingResource,
     results_store: ResultsStoreResource,
     backtest_config: BacktestConfigResource,
 ) -> MaterializeResult:

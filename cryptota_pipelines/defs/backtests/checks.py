@@ -9,6 +9,7 @@ that checks every materialised partition, then re-ranks.
 """
 
 from collections.abc import Callable, Iterator, Mapping, Sequence
+from typing import Any, NamedTuple
 
 from dagster import (
     AssetCheckExecutionContext,
@@ -30,7 +31,7 @@ from cryptota_core.backtest.result import (
 from cryptota_core.errors import NoDataError
 from cryptota_core.storage.results_store import ResultsStore
 from cryptota_pipelines.keys import BACKTEST_RUNS
-from cryptota_pipelines.resources import ResultsStoreResource, RunLoggingResource
+from cryptota_pipelines.resources import ResultsStoreResource
 
 SHOWN_PROBLEMS = 50
 """At most this many failing partitions are listed in a check's metadata."""
@@ -81,22 +82,36 @@ def _load(results: ResultsStore, run_key: str | None) -> BacktestResult | None:
         return None
 
 
-def _judge(
-    name: str,
-    stored: Mapping[str, BacktestResult | None],
-    judge: Callable[[BacktestResult], list[str]],
-) -> AssetCheckResult:
-    """Fail (ERROR) when any partition's stored result has a problem or cannot be found."""
+class Verdict(NamedTuple):
+    """One check's judgement of a set of stored partitions: what both the asset's checks and
+    ``distributed_backtest_job``'s shard steps report."""
+
+    passed: bool
+    metadata: dict[str, Any]
+
+
+CHECK_NAMES = tuple(_JUDGES)
+"""The blocking checks of ``backtest_runs``, by name."""
+
+
+def stored_results(
+    results: ResultsStore, run_keys: Mapping[str, str | None]
+) -> dict[str, BacktestResult | None]:
+    """Each partition's run read back from the store (None: not recorded or no longer there)."""
+    return {partition: _load(results, run_key) for partition, run_key in run_keys.items()}
+
+
+def judge(name: str, stored: Mapping[str, BacktestResult | None]) -> Verdict:
+    """Check ``name`` on the stored results: it fails when any partition's stored result has a
+    problem or cannot be found."""
     missing = [partition for partition, result in stored.items() if result is None]
     problems = {
         partition: "; ".join(found)
         for partition, result in stored.items()
-        if result is not None and (found := judge(result))
+        if result is not None and (found := _JUDGES[name][1](result))
     }
-    return AssetCheckResult(
-        check_name=name,
+    return Verdict(
         passed=not problems and not missing,
-        severity=AssetCheckSeverity.ERROR,
         metadata={
             "runs_checked": len(stored) - len(missing),
             "failing_runs": len(problems),
@@ -116,7 +131,6 @@ def _judge(
 )
 def backtest_runs_checks(
     context: AssetCheckExecutionContext,
-    run_logging: RunLoggingResource,
     results_store: ResultsStoreResource,
 ) -> Iterator[AssetCheckResult]:
     """Read each covered partition's stored run back once, then judge every selected check. A
@@ -128,7 +142,12 @@ def backtest_runs_checks(
         if context.op_execution_context.has_partitions
         else sorted(context.instance.get_materialized_partitions(BACKTEST_RUNS))
     )
-    run_keys = latest_run_keys(context.instance, partitions)
-    stored = {partition: _load(results, run_key) for partition, run_key in run_keys.items()}
+    stored = stored_results(results, latest_run_keys(context.instance, partitions))
     for check_key in context.selected_asset_check_keys:
-        yield _judge(check_key.name, stored, _JUDGES[check_key.name][1])
+        verdict = judge(check_key.name, stored)
+        yield AssetCheckResult(
+            check_name=check_key.name,
+            passed=verdict.passed,
+            severity=AssetCheckSeverity.ERROR,
+            metadata=verdict.metadata,
+        )

@@ -14,8 +14,10 @@ A shard step calls what the asset calls (:func:`~cryptota_core.backtest.runs.run
 engine, the same saves keyed by partition, the run id recorded) and records one
 ``AssetMaterialization`` of ``backtest_runs`` per partition with the asset's own partition
 metadata, so the asset's partition status, its lineage and the leaderboard's automation condition
-see these results as they see the asset's. The asset's blocking checks run with ``backtest_job``,
-not here.
+see these results as they see the asset's; each materialisation's description names the job, step
+and run that computed it. The step then judges what it stored with the asset's blocking checks
+(``metrics_finite_or_null``, ``equity_matches_trades``: the same function, on the same read-back)
+and reports each as an ``AssetCheckEvaluation`` of ``backtest_runs``; a failed one fails the step.
 
 The same run also optimises each symbol (``parameter_optimization``, one step per symbol, the
 asset's own core call and metadata) unless its config says ``optimize: false``: a sweep of a
@@ -28,10 +30,13 @@ from typing import Any
 
 import pandas as pd
 from dagster import (
+    AssetCheckEvaluation,
+    AssetCheckSeverity,
     AssetMaterialization,
     Config,
     DynamicOut,
     DynamicOutput,
+    Failure,
     OpExecutionContext,
     job,
     op,
@@ -43,6 +48,7 @@ from cryptota_core.app.research import optimize_symbol
 from cryptota_core.backtest.runs import BacktestWindow
 from cryptota_core.errors import InvalidInputError
 from cryptota_pipelines.defs.backtests.assets import run_metadata
+from cryptota_pipelines.defs.backtests.checks import CHECK_NAMES, judge, stored_results
 from cryptota_pipelines.defs.research.assets import for_symbol, optimization_metadata
 from cryptota_pipelines.executors import cryptota_celery_executor
 from cryptota_pipelines.failures import (
@@ -63,7 +69,6 @@ from cryptota_pipelines.resources import (
     ResearchConfigResource,
     ResearchStoreResource,
     ResultsStoreResource,
-    RunLoggingResource,
 )
 
 DEFAULT_PARTITIONS_PER_STEP = 8
@@ -150,7 +155,6 @@ def shard(
 def plan_steps(
     context: OpExecutionContext,
     config: DistributedSelection,
-    run_logging: RunLoggingResource,
     backtest_config: BacktestConfigResource,
 ) -> Iterator[DynamicOutput[Any]]:
     """One ``shards`` output per shard, keyed ``<symbol>_<n>``, and one ``symbols`` output per
@@ -198,7 +202,6 @@ def plan_steps(
 def backtest_shard(
     context: OpExecutionContext,
     shard: dict[str, Any],
-    run_logging: RunLoggingResource,
     candle_store: CandleStoreResource,
     results_store: ResultsStoreResource,
     backtest_cache: BacktestCacheResource,
@@ -216,13 +219,46 @@ def backtest_shard(
             cache=backtest_cache.cache(),
             run_id=context.run.run_id,
         )
+    step = context.get_step_execution_context().step.key
+    computed_by = f"Computed by {context.job_name}, step {step} (run {context.run_id})."
+    run_keys: dict[str, str | None] = {}
     for slug, run in zip(todo.param_sets, stored, strict=True):
+        partition = backtest_partition_key(todo.symbol, slug)
+        run_keys[partition] = run.run_key
         context.log_event(
             AssetMaterialization(
                 asset_key=BACKTEST_RUNS,
-                partition=backtest_partition_key(todo.symbol, slug),
+                partition=partition,
+                description=computed_by,
                 metadata=run_metadata(run),
             )
+        )
+    # The asset's blocking checks, judged here on what this step stored: results computed by
+    # this job pass the same checks as the asset's own before anything ranks them.
+    results = stored_results(results_store.store(), run_keys)
+    failed = []
+    for name in CHECK_NAMES:
+        verdict = judge(name, results)
+        context.log_event(
+            AssetCheckEvaluation(  # type: ignore[arg-type]
+                asset_key=BACKTEST_RUNS,
+                check_name=name,
+                passed=verdict.passed,
+                metadata=verdict.metadata,
+                severity=AssetCheckSeverity.ERROR,
+                description=computed_by,
+                blocking=True,
+            )
+        )
+        if not verdict.passed:
+            failed.append(name)
+    if failed:
+        # Like a failed blocking check of the asset: the step fails; running it again would
+        # store the same results, so it is not retried.
+        raise Failure(
+            f"backtest_runs check(s) {', '.join(failed)} failed on {todo.symbol} "
+            f"({', '.join(todo.param_sets)}); see the check's metadata",
+            allow_retries=False,
         )
 
 
@@ -234,7 +270,6 @@ def backtest_shard(
 def optimize_symbol_step(
     context: OpExecutionContext,
     symbol: str,
-    run_logging: RunLoggingResource,
     candle_store: CandleStoreResource,
     research_store: ResearchStoreResource,
     research_config: ResearchConfigResource,

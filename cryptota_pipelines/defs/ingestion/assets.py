@@ -38,7 +38,6 @@ from cryptota_pipelines.partitions import (
 from cryptota_pipelines.resources import (
     CandleStoreResource,
     MarketSourceResource,
-    RunLoggingResource,
 )
 
 EXCHANGE_POOL = "binance"
@@ -94,7 +93,6 @@ when the nightly ingestion did not run or failed every retry."""
 )
 def candles_1m(
     context: AssetExecutionContext,
-    run_logging: RunLoggingResource,
     candle_store: CandleStoreResource,
     market: MarketSourceResource,
 ) -> MaterializeResult:

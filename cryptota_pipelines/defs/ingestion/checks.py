@@ -24,7 +24,6 @@ from cryptota_pipelines.partitions import SeriesWindow, day_window
 from cryptota_pipelines.resources import (
     CandleStoreResource,
     MarketSourceResource,
-    RunLoggingResource,
 )
 
 DayReports = Sequence[tuple[SeriesWindow, CandleReport]]
@@ -90,7 +89,6 @@ CHECK_DESCRIPTIONS: dict[str, str] = {
 )
 def candles_1m_checks(
     context: AssetCheckExecutionContext,
-    run_logging: RunLoggingResource,
     candle_store: CandleStoreResource,
     market: MarketSourceResource,
 ) -> Iterator[AssetCheckResult]:

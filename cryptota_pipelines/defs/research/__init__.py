@@ -1,3 +1,3 @@
 """Research: parameter optimisation, walk-forward and trading signals per symbol (``assets.py``),
-their jobs, the weekly walk-forward and the re-optimisation and drift sensors
-(``automation.py``)."""
+the weekly walk-forward and its job (``schedules.py``), the re-optimisation and drift sensors and
+their job (``sensors.py``)."""

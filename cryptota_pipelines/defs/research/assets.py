@@ -50,7 +50,6 @@ from cryptota_pipelines.resources import (
     CandleStoreResource,
     ResearchConfigResource,
     ResearchStoreResource,
-    RunLoggingResource,
 )
 
 CANDLES_OF_THE_SYMBOL = MultiToSingleDimensionPartitionMapping(
@@ -118,7 +117,6 @@ def _partition(context: AssetExecutionContext) -> tuple[str, str]:
 )
 def parameter_optimization(
     context: AssetExecutionContext,
-    run_logging: RunLoggingResource,
     candle_store: CandleStoreResource,
     research_store: ResearchStoreResource,
     research_config: ResearchConfigResource,
@@ -217,7 +215,6 @@ def heatmap_metadata(item: StoredOptimization) -> dict[str, MetadataValue]:
 )
 def walk_forward_report(
     context: AssetExecutionContext,
-    run_logging: RunLoggingResource,
     candle_store: CandleStoreResource,
     research_store: ResearchStoreResource,
     research_config: ResearchConfigResource,
@@ -313,7 +310,6 @@ def windows_shown(item: StoredWalkForward) -> pd.DataFrame:
 )
 def trading_signals(
     context: AssetExecutionContext,
-    run_logging: RunLoggingResource,
     candle_store: CandleStoreResource,
     research_store: ResearchStoreResource,
     research_config: ResearchConfigResource,

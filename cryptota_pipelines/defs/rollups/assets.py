@@ -18,7 +18,6 @@ from cryptota_pipelines.partitions import (
 from cryptota_pipelines.resources import (
     CandleStoreResource,
     MarketSourceResource,
-    RunLoggingResource,
 )
 
 AFTER_CANDLES = (
@@ -44,7 +43,6 @@ do."""
 )
 def candle_rollups(
     context: AssetExecutionContext,
-    run_logging: RunLoggingResource,
     candle_store: CandleStoreResource,
     market: MarketSourceResource,
 ) -> MaterializeResult:

@@ -1,11 +1,7 @@
-"""What runs the research, and when.
-
-* ``optimization_job`` (``parameter_optimization`` then ``trading_signals``, one symbol a run) is
-  what re-optimisation launches: ``reoptimization_sensor`` after ``reoptimize_after_days`` new
-  days of a symbol's candles, ``performance_drift_sensor`` when the symbol's current best
-  parameters fall below their walk-forward expectation.
-* ``walk_forward_job`` (``walk_forward_report``) runs for every symbol on
-  ``weekly_walk_forward_schedule``, the old service's weekly walk-forward task.
+"""What re-optimises a symbol: ``optimization_job`` (``parameter_optimization`` then
+``trading_signals``, one symbol a run), launched by ``reoptimization_sensor`` after
+``reoptimize_after_days`` new days of a symbol's candles and by ``performance_drift_sensor`` when
+the symbol's current best parameters fall below their walk-forward expectation.
 
 Both sensors react to things Dagster cannot declare (how many *new* days arrived; how a strategy
 performs on them), so they stay sensors; ``trading_signals`` follows its upstreams through an
@@ -18,12 +14,9 @@ from dagster import (
     AssetSelection,
     DagsterEventType,
     RunRequest,
-    ScheduleEvaluationContext,
     SensorEvaluationContext,
     SensorResult,
-    SkipReason,
     define_asset_job,
-    schedule,
     sensor,
 )
 from pydantic import BaseModel
@@ -33,7 +26,6 @@ from cryptota_pipelines.keys import (
     CANDLES_1M,
     PARAMETER_OPTIMIZATION,
     TRADING_SIGNALS,
-    WALK_FORWARD_REPORT,
 )
 from cryptota_pipelines.partitions import SYMBOLS_PARTITIONS, day_window
 from cryptota_pipelines.resources import (
@@ -49,37 +41,6 @@ optimization_job = define_asset_job(
     description="Re-optimise one symbol (every configured strategy) and place the new best "
     "parameters' latest signals as paper orders.",
 )
-
-walk_forward_job = define_asset_job(
-    "walk_forward_job",
-    selection=AssetSelection.assets(WALK_FORWARD_REPORT),
-    description="Walk-forward analysis of one symbol (every configured strategy).",
-)
-
-
-@schedule(
-    job=walk_forward_job,
-    cron_schedule="0 3 * * 0",
-    execution_timezone="UTC",
-    name="weekly_walk_forward_schedule",
-    description="Sundays 03:00 UTC: walk_forward_report for every symbol, one run each.",
-)
-def weekly_walk_forward_schedule(
-    context: ScheduleEvaluationContext,
-) -> list[RunRequest] | SkipReason:
-    """One walk-forward run per symbol of the universe."""
-    symbols = context.instance.get_dynamic_partitions(SYMBOLS_PARTITIONS)
-    if not symbols:
-        return SkipReason("no symbol partitions yet: turn on symbol_universe_sensor")
-    tick = context.scheduled_execution_time.isoformat()
-    return [
-        RunRequest(
-            partition_key=symbol,
-            run_key=f"weekly-walk-forward:{symbol}:{tick}",
-            tags={"cryptota/trigger": "weekly"},
-        )
-        for symbol in symbols
-    ]
 
 
 class ReoptimizationCursor(BaseModel):
