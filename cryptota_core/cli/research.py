@@ -296,17 +296,13 @@ def optimize_command(
     from cryptota_core.research.optimize import OptimizeSettings, heatmap_axes, optimize
 
     options = SearchOptions(**common)
-    chosen: list[OptimizeSettings] = []
+    configured = load_settings()
+    settings = OptimizeSettings(  # a bad value is one line here, before any candle is read
+        min_trades=configured.optimization_min_trades if min_trades is None else min_trades,
+        significance_period=significance_period or configured.optimization_significance_period,
+    )
 
     def check(spec: SearchSpec) -> None:
-        configured = load_settings()
-        chosen.append(
-            OptimizeSettings(
-                min_trades=configured.optimization_min_trades if min_trades is None else min_trades,
-                significance_period=significance_period
-                or configured.optimization_significance_period,
-            )
-        )
         if heatmap_path:
             heatmap_axes(spec.grid, heatmap_x, heatmap_y)
 
@@ -327,7 +323,7 @@ def optimize_command(
             broker=broker,
             progress=progress,
             sets=sets,
-            settings=chosen[0],
+            settings=settings,
         )
 
     result, candles = _run_search(
