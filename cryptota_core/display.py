@@ -13,6 +13,7 @@ from __future__ import annotations
 import math
 from typing import SupportsFloat
 
+import numpy as np
 import pandas as pd
 
 from cryptota_core.numbers import finite_or_none
@@ -142,6 +143,7 @@ def readable_frame(frame: pd.DataFrame) -> pd.DataFrame:
     out = pd.DataFrame(index=frame.index)
     for name, column in frame.items():
         label = str(name)
+        column = _numbers_if_numeric(column)
         if not pd.api.types.is_numeric_dtype(column) or pd.api.types.is_bool_dtype(column):
             out[label] = column
         elif is_count(label):
@@ -153,6 +155,20 @@ def readable_frame(frame: pd.DataFrame) -> pd.DataFrame:
         else:
             out[label] = column
     return out
+
+
+def _numbers_if_numeric(column: pd.Series) -> pd.Series:
+    """An object column of numbers and ``None`` as floats: concatenating a frame whose column
+    is all ``None`` (a strategy with no defined score) with one of floats leaves object dtype,
+    and the figures would print every digit."""
+    if column.dtype != object:
+        return column
+    values = column.dropna()
+    numeric = all(
+        isinstance(v, int | float | np.integer | np.floating) and not isinstance(v, bool | np.bool_)
+        for v in values
+    )
+    return column.astype("float64") if numeric and len(values) else column
 
 
 COMPACT_LABELS: dict[str, str] = {

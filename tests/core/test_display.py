@@ -114,3 +114,18 @@ def test_compact_labels_keep_the_percent_sign_and_leave_other_columns() -> None:
         pd.DataFrame({"slug": ["a"], "sharpe_ratio": [1.0], "max_drawdown": [-0.1], "bars": [3]})
     )
     assert list(compact_labels(frame).columns) == ["slug", "Sharpe", "max DD %", "bars"]
+
+
+def test_a_readable_frame_rounds_a_score_column_that_concatenation_left_as_objects() -> None:
+    # one strategy's windows have no defined score (all None): concatenated with another's
+    # floats the column is object dtype, and would print all sixteen digits in the UI
+    defined = pd.DataFrame({"out_sample_score": [1.2345678901234567], "chosen": ["a"]})
+    undefined = pd.DataFrame({"out_sample_score": [None], "chosen": ["b"]})
+    frame = pd.concat([defined, undefined], ignore_index=True)
+    assert frame["out_sample_score"].dtype == object
+    shown = readable_frame(frame)
+    assert shown["out_sample_score"].iloc[0] == pytest.approx(1.235, abs=0)
+    assert pd.isna(shown["out_sample_score"].iloc[1])
+    assert shown["chosen"].tolist() == ["a", "b"]  # text stays text
+    flags = readable_frame(pd.DataFrame({"cached": pd.Series([True, None], dtype=object)}))
+    assert flags["cached"].tolist() == [True, None]  # booleans are not numbers here

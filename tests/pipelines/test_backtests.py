@@ -170,6 +170,7 @@ def test_every_param_set_on_both_symbols_is_one_run_and_a_rerun_keeps_one_result
         assert sharpes == sorted(defined, reverse=True) + [None] * (len(sharpes) - len(defined))
         assert "SYNTHETIC" in meta["data_warning"]
     for meta in metadata.values():  # every partition shows its curve inline (< 1,000 chars)
+        assert next(iter(meta)) == "equity_preview"  # first on the page: the UI keeps the order
         assert meta["equity_preview"].startswith("![equity of ")
         assert len(meta["equity_preview"]) < 1_000
     (best,) = [p for p, meta in metadata.items() if "equity_curve" in meta]

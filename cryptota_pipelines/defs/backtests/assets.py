@@ -126,13 +126,18 @@ def backtest_runs(
             run_id=context.run.run_id,
         )
         runs = dict(zip(keys, stored, strict=True))
-    for partition, run in runs.items():
-        context.add_asset_metadata(run_metadata(run), partition_key=partition)
     best = max(runs, key=lambda partition: _rank_value(runs[partition]))
-    context.add_asset_metadata(
-        {"equity_curve": equity_curve_markdown(keys[best], runs[best])}, partition_key=best
-    )
-    return MaterializeResult(metadata=run_summary(keys, runs, best, window))
+    summary = run_summary(keys, runs, best, window)
+    # One call per partition, its own entries first: the UI lists metadata in the order it was
+    # added, and a MaterializeResult's metadata would come before every partition's preview.
+    for partition, run in runs.items():
+        plot = {}
+        if partition == best:
+            plot["equity_curve"] = equity_curve_markdown(keys[partition], run)
+        context.add_asset_metadata(
+            {**run_metadata(run), **plot, **summary}, partition_key=partition
+        )
+    return MaterializeResult()
 
 
 def _rank_value(run: StoredRun) -> float:
