@@ -17,6 +17,7 @@ from cryptota_core.market.binance_csv import read_kline_rows
 from cryptota_core.market.frame import (
     EXCHANGES,
     SeriesKey,
+    distinct_sorted,
     first_defect,
     format_time,
     normalise_candles,
@@ -55,10 +56,13 @@ def infer_interval(frame: pd.DataFrame) -> str:
 def _common_step_ms(frame: pd.DataFrame) -> int | None:
     """The most common step between consecutive distinct open times (None for fewer than two)."""
     times = frame["open_time"] if "open_time" in frame.columns else frame.index
-    ms = np.unique(pd.DatetimeIndex(times).as_unit("ns").asi8 // 1_000_000)
+    ms = distinct_sorted(pd.DatetimeIndex(times).as_unit("ns").asi8 // 1_000_000)
     if len(ms) < 2:
         return None
-    values, counts = np.unique(np.diff(ms), return_counts=True)
+    steps = np.diff(ms)
+    if bool((steps == steps[0]).all()):
+        return int(steps[0])  # no gap: the common case needs no count
+    values, counts = np.unique(steps, return_counts=True)
     return int(values[np.argmax(counts)])
 
 

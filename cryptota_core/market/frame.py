@@ -14,6 +14,7 @@ from collections.abc import Collection
 from dataclasses import dataclass, field
 
 import numpy as np
+import numpy.typing as npt
 import pandas as pd
 from pydantic import BaseModel, ConfigDict, field_validator
 
@@ -222,6 +223,15 @@ class CandleReport:
         return lines
 
 
+def distinct_sorted(ms: npt.NDArray[np.int64]) -> npt.NDArray[np.int64]:
+    """The distinct values of ``ms`` in ascending order: ``ms`` itself when it already is
+    strictly increasing, as every stored series and every Binance export is. ``np.unique``'s
+    hash table costs a quarter of a second on a year of 1m candles; this check, a millisecond."""
+    if len(ms) < 2 or bool((ms[1:] > ms[:-1]).all()):
+        return ms
+    return np.unique(ms)
+
+
 def validate_candles(
     frame: pd.DataFrame,
     interval: str,
@@ -259,10 +269,12 @@ def validate_candles(
     volume = frame["volume"].to_numpy(dtype="float64")
     now = now if now is not None else pd.Timestamp.now(tz="UTC")
     report.now = now
+    steps = np.diff(ms)
+    increasing = bool((steps > 0).all())
     masks = {
         # A candle out of order is the later row of a step back in time.
-        "non_monotonic": np.concatenate(([False], np.diff(ms) < 0)),
-        "duplicates": np.asarray(times.duplicated()),
+        "non_monotonic": np.concatenate(([False], steps < 0)),
+        "duplicates": np.zeros(len(ms), bool) if increasing else np.asarray(times.duplicated()),
         "misaligned": ms % step_ms != 0,
         "ohlc_violations": bad,
         "negative_volume": ~(volume >= 0),
@@ -274,7 +286,7 @@ def validate_candles(
         if count:
             report.first_rows[name] = int(np.argmax(mask))
 
-    points = np.unique(ms)
+    points = ms if increasing else np.unique(ms)
     lo_edge = hi_edge = None
     if start is not None and end is not None:
         expected = expected_open_times(start, end, interval)
@@ -285,7 +297,7 @@ def validate_candles(
     if lo_edge is not None and hi_edge is not None:
         points = points[(points >= lo_edge) & (points <= hi_edge)]
         points = np.concatenate(([lo_edge - step_ms], points, [hi_edge + step_ms]))
-        points = np.unique(points)
+        points = distinct_sorted(points)  # sorted already: the edges lie outside
     jumps = np.nonzero(np.diff(points) > step_ms)[0]
     report.gaps = [
         (
