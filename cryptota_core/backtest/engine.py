@@ -268,7 +268,7 @@ def bar_times(times: pd.DatetimeIndex, bars: npt.NDArray[np.int64]) -> pd.Dateti
     some thousand times, and boxing each time cost more than the simulation)."""
     utc = times.tz_localize("UTC") if times.tz is None else times.tz_convert("UTC")
     positions = np.asarray(bars, dtype=np.int64)
-    return utc.as_unit("ns")[np.maximum(positions, 0)].where(positions >= 0)
+    return pd.DatetimeIndex(utc.as_unit("ns")[np.maximum(positions, 0)].where(positions >= 0))
 
 
 def orders_frame(records: Iterable[OrderRecord], times: pd.DatetimeIndex) -> pd.DataFrame:
