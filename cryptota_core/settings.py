@@ -132,7 +132,15 @@ class Settings(BaseSettings):
         description="Period PSR, DSR and PBO aggregate returns to (1h, 1d, 1w, ...).",
     )
     optimization_recheck: int = Field(
-        default=3, ge=0, description="How many of the best sets re-run on backtrader."
+        default=1,
+        ge=0,
+        description="How many of the best sets re-run set by set to check the sweep (default: "
+        "the winner).",
+    )
+    optimization_recheck_engine: Literal["fast", "backtrader"] = Field(
+        default="fast",
+        description="The engine of that re-check: fast (the numba event loop, ~0.1 s per set "
+        "on a year of 1m) or backtrader (the reference, ~30 s).",
     )
     walk_forward_days: int = Field(
         default=180, gt=0, le=3650, description="Walk-forward window: the last N full UTC days."

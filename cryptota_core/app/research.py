@@ -82,6 +82,7 @@ def optimize_symbol(
             objective=config.objective,
             top=config.top,
             recheck=config.recheck,
+            recheck_engine=config.recheck_engine,
             settings=config.optimize_settings(),
         )
         key = research.save_optimization(result, lineage(candles, run_id))

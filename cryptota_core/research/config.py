@@ -9,7 +9,7 @@ environment (:class:`~cryptota_core.settings.Settings`) to them.
 
 from __future__ import annotations
 
-from typing import Any, Self
+from typing import Any, Literal, Self
 
 import pandas as pd
 from pydantic import BaseModel, Field
@@ -17,6 +17,7 @@ from pydantic import BaseModel, Field
 from cryptota_core.backtest.runs import BacktestWindow, backtest_window
 from cryptota_core.research.optimize import (
     DEFAULT_MIN_TRADES,
+    DEFAULT_RECHECK,
     DEFAULT_SIGNIFICANCE_PERIOD,
     OptimizeSettings,
 )
@@ -35,7 +36,16 @@ class ResearchConfig(BaseModel):
     objective: str = Field(default="sharpe", description="What optimisation ranks by.")
     optimization_days: int = Field(default=90, gt=0, description="Optimisation window, days.")
     top: int = Field(default=10, gt=0, description="Best sets an optimisation keeps.")
-    recheck: int = Field(default=3, ge=0, description="Best sets re-run on backtrader.")
+    recheck: int = Field(
+        default=DEFAULT_RECHECK,
+        ge=0,
+        description="Best sets re-run set by set to check the sweep "
+        "(CRYPTOTA_OPTIMIZATION_RECHECK).",
+    )
+    recheck_engine: Literal["fast", "backtrader"] = Field(
+        default="fast",
+        description="Engine of the re-check (CRYPTOTA_OPTIMIZATION_RECHECK_ENGINE).",
+    )
     min_trades: int = Field(
         default=DEFAULT_MIN_TRADES,
         ge=0,
@@ -70,6 +80,7 @@ class ResearchConfig(BaseModel):
                 "optimization_days": settings.optimization_days,
                 "top": settings.optimization_top,
                 "recheck": settings.optimization_recheck,
+                "recheck_engine": settings.optimization_recheck_engine,
                 "min_trades": settings.optimization_min_trades,
                 "significance_period": settings.optimization_significance_period,
                 "walk_forward_days": settings.walk_forward_days,

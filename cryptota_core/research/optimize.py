@@ -7,10 +7,13 @@ The flow (DESIGN §4 ``parameter_optimization``):
    it) into typed parameter sets, refusing a search larger than ``max_sets`` before expanding it.
 2. :func:`~cryptota_core.backtest.sweep.run_sweep` evaluates every set in one call and ranks them
    by the objective (sharpe, sortino, calmar, total_return, sqn, ...).
-3. The top ``top`` sets are re-run on the fast engine for their full 45 metrics, and the first
-   ``recheck`` of them on backtrader, the reference engine: a re-check *reproduces* the sweep
-   when the exact figures are equal bit for bit and the streamed ratios agree to
-   :func:`~cryptota_core.backtest.sweep.figure_tolerance`.
+3. The first ``recheck`` of the top sets (default: the winner) are re-run set by set on the
+   ``recheck_engine``: the fast engine by default (an independent simulation — orders, fills
+   and a full equity curve — whose winner run is needed for its 45 metrics anyway), or
+   backtrader, the reference engine (~30 s per set on a year of 1m). A re-check *reproduces*
+   the sweep when the exact figures are equal bit for bit and the streamed ratios agree to
+   :func:`~cryptota_core.backtest.sweep.figure_tolerance`. The default keeps the check's cost
+   proportional to the sweep's: one set-by-set run beside a sweep of the whole grid.
    Only sets with at least ``min_trades`` closed trades take part in the ranking and in the
    statistics (:class:`OptimizeSettings`).
 4. The winner's probabilistic and deflated Sharpe ratio (given every trial's Sharpe ratio) and the
@@ -97,6 +100,12 @@ Sharpe ratio of a set is the market's move over one or two holding periods, not 
 1m candles the Sharpe objective otherwise picks sets with one or two trades (issue 14). Five
 keeps every set that trades at least weekly on the default 90-day window."""
 
+RECHECK_ENGINES = ("fast", "backtrader")
+"""The engines a re-check can run on: set-by-set simulations independent of the sweep kernel."""
+
+DEFAULT_RECHECK = 1
+"""Sets re-checked by default: the winner, whose full run the result carries anyway."""
+
 MAX_PERIOD_CELLS = 16_000_000
 """Most sets × significance periods one optimisation keeps (three float64 arrays: ~400 MB)."""
 
@@ -151,12 +160,14 @@ class OptimizeSettings(BaseModel):
 
 @dataclass(frozen=True)
 class Recheck:
-    """One top set re-run on backtrader and compared with the sweep's figures."""
+    """One top set re-run set by set on an engine and compared with the sweep's figures."""
 
     slug: str
     reproduced: bool
     differences: dict[str, float]
-    """|backtrader − sweep| per figure that differs at all (empty when bit-identical)."""
+    """|engine − sweep| per figure that differs at all (empty when bit-identical)."""
+    engine: str = "backtrader"
+    """The engine that re-ran the set (:data:`RECHECK_ENGINES`)."""
 
 
 @dataclass(frozen=True)
@@ -172,7 +183,7 @@ class OptimizationResult:
     top: pd.DataFrame
     """The best sets, best first: ``rank``, ``slug``, ``params`` and the sweep figures."""
     best: BacktestResult
-    """The winner's full run: on backtrader when re-checked, else on the fast engine."""
+    """The winner's full run: on the re-check engine when re-checked, else on the fast one."""
     rechecks: list[Recheck]
     statistics: dict[str, Any]
     broker: BrokerSettings = field(default_factory=BrokerSettings)
@@ -224,7 +235,12 @@ class OptimizationResult:
             "top": top_records(self.top),
             "sweep_engine": self.sweep.engine,
             "rechecks": [
-                {"slug": r.slug, "reproduced": r.reproduced, "differences": r.differences}
+                {
+                    "slug": r.slug,
+                    "engine": r.engine,
+                    "reproduced": r.reproduced,
+                    "differences": r.differences,
+                }
                 for r in self.rechecks
             ],
             "statistics": self.statistics,
@@ -268,15 +284,17 @@ def optimize(
     interval: str,
     objective: str = "sharpe",
     top: int = 10,
-    recheck: int | None = None,
+    recheck: int = DEFAULT_RECHECK,
+    recheck_engine: str = "fast",
     broker: BrokerSettings | None = None,
     n_blocks: int = DEFAULT_BLOCKS,
     progress: Progress | None = None,
     sets: Sequence[StrategyParams] | None = None,
     settings: OptimizeSettings | None = None,
 ) -> OptimizationResult:
-    """Search ``spec`` over ``candles`` (see the module docstring). ``recheck`` (default: all
-    of ``top``) is how many of the top sets re-run on backtrader; ``sets``, the parameter sets
+    """Search ``spec`` over ``candles`` (see the module docstring). ``recheck`` (default: the
+    winner) is how many of the top sets re-run set by set on ``recheck_engine`` (``fast`` or
+    ``backtrader``); ``sets``, the parameter sets
     of ``spec`` when the caller expanded them already (to fail on a bad grid before reading
     candles); ``settings``, the minimum trades of a candidate and the significance period
     (:class:`OptimizeSettings`); ``n_blocks``, the CSCV blocks PBO wants (fewer on a short
@@ -286,9 +304,7 @@ def optimize(
     column = objective_column(objective)
     if top < 1:
         raise InvalidInputError(f"--top {top}: ask for at least 1 parameter set")
-    recheck = top if recheck is None else recheck
-    if recheck < 0:
-        raise InvalidInputError(f"--recheck {recheck}: use 0 or more")
+    check_recheck(recheck, recheck_engine)
     strategy = get_strategy(spec.strategy)
     report = progress or (lambda _stage, _done, _total: None)
     report("sweep", 0, 1)
@@ -310,20 +326,28 @@ def optimize(
     checks: list[Recheck] = []
     best: BacktestResult | None = None
     # Re-running a set on the engine that swept it proves nothing: a strategy without a sweep
-    # kernel was swept on backtrader, so its winner is only run in full, not "re-checked".
+    # kernel was swept on backtrader (and has no fast kernel), so its winner is only run in
+    # full, not "re-checked".
     independent = sweep.engine != "backtrader"
     todo = min(recheck, len(ranked)) if independent else 0
+    engine_run = run_backtest if recheck_engine == "backtrader" else run_fast_backtest
+    stage = f"{recheck_engine} re-check"
     for k, slug in enumerate(ranked[:todo]):
-        report("backtrader re-check", k, todo)
-        run = run_backtest(candles, strategy, by_slug[slug], interval=interval, **broker.kwargs())
-        checks.append(compare(sweep, slug, run))
+        report(stage, k, todo)
+        run = engine_run(candles, strategy, by_slug[slug], interval=interval, **broker.kwargs())
+        checks.append(compare(sweep, slug, run, engine=recheck_engine))
         best = best or run
-    report("backtrader re-check", todo, todo)
+    report(stage, todo, todo)
     if best is None:
         full_run = run_fast_backtest if independent else run_backtest
         best = full_run(candles, strategy, by_slug[ranked[0]], interval=interval, **broker.kwargs())
     if checks and not checks[0].reproduced:
-        log.warning("backtrader did not reproduce the sweep's winner %s: %s", ranked[0], checks[0])
+        log.warning(
+            "the %s engine did not reproduce the sweep's winner %s: %s",
+            recheck_engine,
+            ranked[0],
+            checks[0],
+        )
     statistics = overfitting_statistics(sweep, ranked[0], settings=settings, n_blocks=n_blocks)
     return OptimizationResult(
         strategy=strategy.name,
@@ -463,7 +487,20 @@ def top_table(sweep: SweepResult, ranked: Sequence[str], objective: str) -> pd.D
     return rows[ordered]
 
 
-def compare(sweep: SweepResult, slug: str, run: BacktestResult) -> Recheck:
+def check_recheck(recheck: int, engine: str) -> None:
+    """Refuse a bad ``--recheck`` / ``--recheck-engine`` in one line, before any candle is
+    read."""
+    if recheck < 0:
+        raise InvalidInputError(f"--recheck {recheck}: use 0 or more")
+    if engine not in RECHECK_ENGINES:
+        raise InvalidInputError(
+            f"--recheck-engine {engine!r}: use one of {', '.join(RECHECK_ENGINES)}"
+        )
+
+
+def compare(
+    sweep: SweepResult, slug: str, run: BacktestResult, *, engine: str = "backtrader"
+) -> Recheck:
     """How a full run of ``slug`` agrees with the sweep: every exact figure equal bit for bit,
     the streamed ratios within :func:`figure_tolerance`."""
     periods = periods_per_year(sweep.interval)
@@ -483,7 +520,7 @@ def compare(sweep: SweepResult, slug: str, run: BacktestResult) -> Recheck:
             differences[name] = diff
         limit = 0.0 if name in EXACT_FIGURES else figure_tolerance(name, expected, periods)
         reproduced &= diff <= limit
-    return Recheck(slug=slug, reproduced=reproduced, differences=differences)
+    return Recheck(slug=slug, reproduced=reproduced, differences=differences, engine=engine)
 
 
 def trial_moments(period_returns: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:

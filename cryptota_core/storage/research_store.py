@@ -75,7 +75,8 @@ class ResearchStore:
         checks = {c.slug: c for c in result.rechecks}
         for row in top:
             check = checks.get(row["slug"])
-            row["backtrader_reproduced"] = None if check is None else check.reproduced
+            row["recheck_engine"] = None if check is None else check.engine
+            row["recheck_reproduced"] = None if check is None else check.reproduced
         row = {
             "run_key": key,
             "exchange": lineage.exchange,

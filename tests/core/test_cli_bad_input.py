@@ -225,6 +225,27 @@ def test_a_stake_of_one_is_still_accepted(
     assert (result["stake"], result["cash"], result["commission"]) == (1.0, 1e15, 0.0)
 
 
+@pytest.mark.parametrize(
+    ("flags", "message"),
+    [
+        (["--recheck", "-2"], "error: --recheck -2: use 0 or more"),
+        (["--recheck-engine", "vectorbt"], "'vectorbt' is not one of 'fast', 'backtrader'"),
+    ],
+)
+def test_a_bad_recheck_is_refused_before_any_candle_is_read(
+    flags: list[str],
+    message: str,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    monkeypatch.setenv("CRYPTOTA_DATABASE_URL", UNREACHABLE)
+    window = ["--symbol", "BTCUSDT", "--start", "2024-01-01", "--end", "2024-02-01"]
+    assert main([*COMMANDS["optimize"], *window, *flags]) != 0
+    assert message in capsys.readouterr().err
+    assert main([*COMMANDS["optimize"], "--csv", "/dev/zero", *flags]) != 0
+    assert message in capsys.readouterr().err
+
+
 # ------------------------------------------------------------------------------ the seed
 @pytest.mark.parametrize("command", ["optimize", "walk-forward"])
 def test_a_negative_seed_is_refused_before_any_candle_is_read(

@@ -52,13 +52,15 @@ def test_optimize_json_contract_and_stored_once(
 ) -> None:
     heatmap = tmp_path / "heatmap.png"
     args = ["optimize", "--strategy", "rsi", "--grid", GRID, *WINDOW, "--top", "3", "--json"]
-    assert main([*args, "--heatmap", str(heatmap)]) == 0
+    reference = ["--recheck", "3", "--recheck-engine", "backtrader"]
+    assert main([*args, *reference, "--heatmap", str(heatmap)]) == 0
     payload = json.loads(capsys.readouterr().out)
     assert payload["strategy"] == "rsi" and payload["objective"] == "sharpe_ratio"
     assert payload["combinations"] == 27 and payload["bars"] == 60 * 24
     assert payload["best"]["slug"] == payload["top"][0]["slug"]
     assert payload["best"]["engine"] == "backtrader"
     assert [r["reproduced"] for r in payload["rechecks"]] == [True, True, True]
+    assert {r["engine"] for r in payload["rechecks"]} == {"backtrader"}
     for key in (
         "psr",
         "dsr",
@@ -91,7 +93,9 @@ def test_optimize_csv_prints_table_and_stores_nothing(
     assert main(["optimize", "--strategy", "rsi", "--csv", str(path), "--top", "2"]) == 0
     printed = capsys.readouterr().out
     assert "deflated Sharpe ratio" in printed and "probability of backtest overfitting" in printed
-    assert "reproduced" in printed
+    # by default the winner alone is re-checked, on the fast engine, and the output says so
+    assert printed.count("reproduced") == 1
+    assert "re-check: the winner re-run set by set on the fast engine" in printed
 
 
 def test_min_trades_and_significance_period_reach_the_statistics(

@@ -4,6 +4,7 @@ and the overfitting statistics on data with and without an edge."""
 from __future__ import annotations
 
 import math
+import re
 
 import numpy as np
 import pandas as pd
@@ -87,14 +88,17 @@ def candles() -> pd.DataFrame:
         ("grid", {"levels": [3, 5], "spacing_pct": [0.5, 1.0], "order_size": [0.05, 0.08]}),
     ],
 )
-def test_winner_is_the_best_set_and_backtrader_reproduces_the_sweep(
-    candles: pd.DataFrame, strategy: str, grid: dict[str, list[float]]
+@pytest.mark.parametrize("engine", ["backtrader", "fast"])
+def test_winner_is_the_best_set_and_the_recheck_engine_reproduces_the_sweep(
+    candles: pd.DataFrame, strategy: str, grid: dict[str, list[float]], engine: str
 ) -> None:
     """The ranking is checked against an oracle that runs every set on the fast engine and sorts
     the sets with at least the default minimum of trades by compute_metrics' Sharpe ratio;
-    every top set re-run on backtrader reproduces the sweep."""
+    every top set re-run set by set on either re-check engine reproduces the sweep."""
     spec = SearchSpec(strategy=strategy, grid=grid)
-    result = optimize(candles, spec, interval="1h", objective="sharpe", top=3)
+    result = optimize(
+        candles, spec, interval="1h", objective="sharpe", top=3, recheck=3, recheck_engine=engine
+    )
     sharpe = {}
     for params in parameter_sets(spec):
         run = run_fast_backtest(candles, strategy, params, interval="1h")
@@ -106,8 +110,9 @@ def test_winner_is_the_best_set_and_backtrader_reproduces_the_sweep(
     assert result.best_score == pytest.approx(sharpe[oracle], rel=1e-12)
     assert len(result.rechecks) == min(3, len(sharpe))
     assert all(check.reproduced for check in result.rechecks), result.rechecks
-    assert result.best.engine == "backtrader"
-    # Exact figures are bit for bit what backtrader measured.
+    assert {check.engine for check in result.rechecks} == {engine}
+    assert result.best.engine == engine
+    # Exact figures are bit for bit what the set-by-set engine measured.
     for name in ("equity_final", "total_return", "max_drawdown", "trade_count", "win_rate"):
         figure = result.top[name].iloc[0]
         measured = result.best.metrics[name]
@@ -412,3 +417,21 @@ def test_a_search_with_other_candidates_is_stored_under_another_key() -> None:
     assert optimization_key(**key, min_trades=0) == before  # type: ignore[arg-type]
     assert optimization_key(**key, min_trades=5) != before  # type: ignore[arg-type]
     assert optimization_key(**key, min_trades=5) != optimization_key(**key, min_trades=6)  # type: ignore[arg-type]
+
+
+def test_the_default_recheck_is_the_winner_on_the_fast_engine(candles: pd.DataFrame) -> None:
+    result = optimize(candles, SearchSpec(strategy="rsi", grid=RSI_GRID), interval="1h", top=3)
+    assert [(c.slug, c.engine) for c in result.rechecks] == [(result.best_slug, "fast")]
+    assert result.rechecks[0].reproduced and result.best.engine == "fast"
+
+
+@pytest.mark.parametrize(
+    ("recheck", "engine", "message"),
+    [(-1, "fast", "--recheck -1: use 0 or more"), (1, "vectorbt", "--recheck-engine 'vectorbt'")],
+)
+def test_a_bad_recheck_is_refused_before_the_sweep(
+    candles: pd.DataFrame, recheck: int, engine: str, message: str
+) -> None:
+    spec = SearchSpec(strategy="rsi", grid=RSI_GRID)
+    with pytest.raises(InvalidInputError, match=re.escape(message)):
+        optimize(candles, spec, interval="1h", recheck=recheck, recheck_engine=engine)

@@ -47,8 +47,10 @@ def test_optimization_is_stored_once_with_lineage(store: ResearchStore) -> None:
     assert row["combinations"] == result.combinations
     assert row["statistics"]["dsr"] == pytest.approx(result.statistics["dsr"])
     assert [r["slug"] for r in row["top_results"]] == list(result.top["slug"])
-    assert row["top_results"][0]["backtrader_reproduced"] is True
-    assert row["top_results"][1]["backtrader_reproduced"] is None  # not re-checked
+    assert row["top_results"][0]["recheck_reproduced"] is True
+    assert row["top_results"][0]["recheck_engine"] == "fast"  # the default engine
+    assert row["top_results"][1]["recheck_reproduced"] is None  # not re-checked
+    assert row["top_results"][1]["recheck_engine"] is None
 
 
 def test_latest_optimization_per_strategy(store: ResearchStore) -> None:
