@@ -11,7 +11,6 @@ from typing import Any
 import click
 from rich.table import Table
 
-from cryptota_core.backtest.result import HEADLINE_METRICS
 from cryptota_core.cli import cli, console, out
 from cryptota_core.cli import main as core_main
 from cryptota_core.display import format_metric, format_number
@@ -25,6 +24,7 @@ def demo_command(days: int) -> None:
     """The main job on the embedded default: ingest the last DAYS days of 1m candles for the
     configured symbols, build rollups, backtest every configured parameter set, rank them, and
     optimise every symbol, showing each winner's deflated Sharpe ratio."""
+    from cryptota_core.backtest.result import HEADLINE_METRICS
     from cryptota_pipelines.demo import run_demo
 
     settings = load_settings()

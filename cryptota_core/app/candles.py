@@ -7,6 +7,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
@@ -20,12 +21,15 @@ from cryptota_core.market.frame import (
     distinct_sorted,
     first_defect,
     format_time,
+    frame_fingerprint,
     normalise_candles,
     validate_candles,
 )
 from cryptota_core.market.intervals import INTERVAL_MS, parse_interval
 from cryptota_core.settings import load_settings
-from cryptota_core.storage.candle_store import CandleStore, frame_fingerprint
+
+if TYPE_CHECKING:  # the store (SQLAlchemy) is imported by whoever opened it, not for a CSV
+    from cryptota_core.storage.candle_store import CandleStore
 
 log = logging.getLogger(__name__)
 

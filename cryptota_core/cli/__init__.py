@@ -4,7 +4,9 @@ Every command turns bad input into one line on stderr and a non-zero exit, never
 One module per command group: :mod:`~cryptota_core.cli.market` (ingest, export, price, depth,
 balance), :mod:`~cryptota_core.cli.backtest`, :mod:`~cryptota_core.cli.research` (optimize,
 walk-forward) and :mod:`~cryptota_core.cli.results`; :mod:`~cryptota_core.cli.common` holds the
-group, the consoles and the shared options.
+group, the consoles and the shared options. A command's module is imported when the command is
+looked up (:class:`~cryptota_core.cli.common.LazyGroup`), so each command starts with only what it
+uses.
 """
 
 from __future__ import annotations
@@ -14,7 +16,6 @@ from collections.abc import Sequence
 
 import click
 
-from cryptota_core.cli import backtest, market, research, results  # noqa: F401  (registers commands)
 from cryptota_core.cli.common import cli, console, out
 from cryptota_core.errors import CryptotaError
 from cryptota_core.logs import configure_logging

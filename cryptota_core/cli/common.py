@@ -4,9 +4,10 @@ on candles."""
 
 from __future__ import annotations
 
+import importlib
 import sys
-from collections.abc import Callable
-from typing import TYPE_CHECKING
+from collections.abc import Callable, Mapping
+from typing import TYPE_CHECKING, Any
 
 import click
 from rich.console import Console
@@ -16,23 +17,55 @@ from cryptota_core.errors import InvalidInputError
 from cryptota_core.market.frame import normalise_symbol
 from cryptota_core.market.intervals import parse_interval, parse_window
 from cryptota_core.settings import Settings, load_settings
-from cryptota_core.storage.candle_store import CandleStore
 
 if TYPE_CHECKING:
     from cryptota_core.app.candles import CandleInput
+    from cryptota_core.storage.candle_store import CandleStore
 
 console = Console(stderr=True)
 out = Console(width=None if sys.stdout.isatty() else 120)
 
 
-@click.group()
+class LazyGroup(click.Group):
+    """A group whose commands live in modules imported only when a command is looked up: one
+    command pays for its own imports (``optimize`` on a CSV never loads SQLAlchemy, redis or the
+    exchange client), while ``--help`` and completion still see every command."""
+
+    def __init__(self, *args: Any, lazy: Mapping[str, str], **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.lazy = dict(lazy)
+        """Command name → the module that registers it on this group when imported."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted({*super().list_commands(ctx), *self.lazy})
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        if cmd_name not in self.commands and cmd_name in self.lazy:
+            importlib.import_module(self.lazy[cmd_name])
+        return super().get_command(ctx, cmd_name)
+
+
+COMMAND_MODULES: dict[str, str] = {
+    **dict.fromkeys(("ingest", "export", "price", "depth", "balance"), "cryptota_core.cli.market"),
+    "backtest": "cryptota_core.cli.backtest",
+    "optimize": "cryptota_core.cli.research",
+    "walk-forward": "cryptota_core.cli.research",
+    "results": "cryptota_core.cli.results",
+}
+"""Where each of the core's commands is defined (the pipelines add ``demo`` and ``stack``)."""
+
+
+@click.group(cls=LazyGroup, lazy=COMMAND_MODULES)
 def cli() -> None:
     """CryptoTA: Binance market data, backtests and strategy research."""
 
 
 def open_candle_store(settings: Settings) -> CandleStore:
     """The candle store the settings name, creating CRYPTOTA_HOME first (the embedded SQLite
-    file lives there)."""
+    file lives there). Imported here, not at the top: a command on a CSV never opens a store,
+    and SQLAlchemy is a tenth of a second of every start-up."""
+    from cryptota_core.storage.candle_store import CandleStore
+
     settings.home.mkdir(parents=True, exist_ok=True)
     return CandleStore.from_url(settings.resolved_database_url)
 

@@ -142,11 +142,11 @@ def _stage_progress() -> Iterator[Callable[[str, int, int], None]]:
 
 def _lineage(candles: CandleInput) -> Lineage | None:
     """Where a stored research result comes from; None for a CSV (nothing to store it under)."""
+    if candles.key is None:
+        return None
     from cryptota_core.app.backtests import CODE_VERSION
     from cryptota_core.research.lineage import Lineage
 
-    if candles.key is None:
-        return None
     return Lineage(
         exchange=candles.key.exchange,
         symbol=candles.key.symbol,

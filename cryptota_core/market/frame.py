@@ -9,6 +9,7 @@ be mistaken for Binance data.
 
 from __future__ import annotations
 
+import hashlib
 import logging
 from collections.abc import Collection
 from dataclasses import dataclass, field
@@ -221,6 +222,15 @@ class CandleReport:
             if count:
                 lines.append(f"{count} {name}")
         return lines
+
+
+def frame_fingerprint(frame: pd.DataFrame) -> str:
+    """A short, stable hash of a candle frame's times and values: two frames get the same
+    fingerprint exactly when they hold the same candles, bit for bit."""
+    if frame.empty:
+        return "empty"
+    hashed = pd.util.hash_pandas_object(frame[list(CANDLE_COLUMNS)], index=True).to_numpy()
+    return hashlib.sha256(hashed.tobytes()).hexdigest()[:16]
 
 
 def distinct_sorted(ms: npt.NDArray[np.int64]) -> npt.NDArray[np.int64]:

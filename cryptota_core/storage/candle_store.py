@@ -25,6 +25,7 @@ from cryptota_core.market.frame import (
     SeriesKey,
     candle_frame_from_arrays,
     empty_candle_frame,
+    frame_fingerprint,
     normalise_candles,
     validate_candles,
 )
@@ -77,15 +78,6 @@ class SeriesSummary:
     rows: int
     first: pd.Timestamp | None
     last: pd.Timestamp | None
-
-
-def frame_fingerprint(frame: pd.DataFrame) -> str:
-    """A short, stable hash of a candle frame's times and values: two frames get the same
-    fingerprint exactly when they hold the same candles, bit for bit."""
-    if frame.empty:
-        return "empty"
-    hashed = pd.util.hash_pandas_object(frame[_VALUE_COLUMNS], index=True).to_numpy()
-    return hashlib.sha256(hashed.tobytes()).hexdigest()[:16]
 
 
 def rollup_fingerprint(interval: str, base: pd.DataFrame) -> str:
