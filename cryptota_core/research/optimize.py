@@ -207,10 +207,14 @@ class OptimizationResult:
 
     def heatmap_frame(self, x: str | None = None, y: str | None = None) -> pd.DataFrame:
         """The objective over two parameters (rows ``y``, columns ``x``), the best value over
-        the other parameters; by default the first two parameters the grid varies."""
+        the other parameters among the sets that competed (at least ``min_trades`` trades: a
+        set that could not win is not drawn as if it could); by default the first two
+        parameters the grid varies."""
         x, y = heatmap_axes(self.spec.grid, x, y)
         values = pd.DataFrame([p.model_dump() for p in self.sweep.params])
-        values["score"] = self.sweep.figures[self.objective].to_numpy()
+        trades = self.sweep.figures["trade_count"].to_numpy(dtype=np.float64)
+        score = self.sweep.figures[self.objective].to_numpy(dtype=np.float64)
+        values["score"] = np.where(trades >= self.settings.min_trades, score, np.nan)
         return values.pivot_table(index=y, columns=x, values="score", aggfunc="max")
 
     def to_dict(self) -> dict[str, Any]:

@@ -8,6 +8,7 @@ workers and headless CI. Titles start with the candles' caption
 
 from __future__ import annotations
 
+import textwrap
 from pathlib import Path
 
 import matplotlib.dates as mdates
@@ -92,8 +93,21 @@ def heatmap_figure(
         f"{subject.caption(result.sweep.candle_start, result.sweep.candle_end)}",
         fontsize="medium",
     )
-    fig.text(0.01, 0.005, heatmap_note(result, x, y), fontsize="small", color="dimgray")
+    # A figure-level x label is laid out by the constrained layout (a free fig.text overlapped
+    # the axis label and ran off the right edge); wrapped to the figure's width.
+    width = int(fig.get_figwidth() * NOTE_CHARS_PER_INCH)
+    fig.supxlabel(
+        textwrap.fill(heatmap_note(result, x, y), width),
+        fontsize="small",
+        color="dimgray",
+        x=0.01,
+        ha="left",
+    )
     return fig
+
+
+NOTE_CHARS_PER_INCH = 11
+"""About how many characters of matplotlib's "small" font fit an inch: where a note wraps."""
 
 
 def heatmap_note(result: OptimizationResult, x: str | None = None, y: str | None = None) -> str:
@@ -106,8 +120,13 @@ def heatmap_note(result: OptimizationResult, x: str | None = None, y: str | None
         if varied
         else "each cell: one parameter set"
     )
+    fewer = (
+        f", fewer than {result.settings.min_trades} trades (--min-trades),"
+        if result.settings.min_trades
+        else ""
+    )
     return (
-        f"{cell}; white: no set searched there, or {result.objective} undefined "
+        f"{cell}; white: no set searched there{fewer} or {result.objective} undefined "
         "(no trades, or returns without variance)"
     )
 

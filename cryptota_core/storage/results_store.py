@@ -696,6 +696,15 @@ def _trade_rows(key: str, trades: pd.DataFrame) -> list[dict[str, Any]]:
 
 def best_per_symbol(board: pd.DataFrame) -> dict[str, str]:
     """The top parameter set of each symbol over all strategies, from a :meth:`ResultsStore.
-    leaderboard` frame (each strategy's rank 1, best value first)."""
-    leaders = board[board["rank"] == 1].sort_values("value", ascending=False, na_position="last")
+    leaderboard` frame, by the leaderboard's own rule: each strategy's rank 1, the runs with at
+    least the board's ``min_trades`` (``board.attrs``) before the others, then best value
+    first — so a run of two lucky trades is not the symbol's best while one that trades is."""
+    min_trades = int(board.attrs.get("min_trades", 0))
+    leaders = board[board["rank"] == 1].assign(
+        _few_trades=lambda rows: rows["trade_count"].fillna(0) < min_trades,
+        _undefined=lambda rows: rows["value"].isna(),
+    )
+    leaders = leaders.sort_values(
+        ["_few_trades", "_undefined", "value"], ascending=[True, True, False], kind="stable"
+    )
     return dict(leaders.drop_duplicates("symbol").loc[:, ["symbol", "slug"]].itertuples(False))

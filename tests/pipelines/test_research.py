@@ -147,7 +147,7 @@ def test_research_assets_store_their_results_with_the_run_id(
         "OOS score",
         "OOS return %",
     }
-    assert event.materialization.metadata["rsi/walk_forward_efficiency_window_count"].value <= 3
+    assert event.materialization.metadata["rsi/wfe_windows"].value <= 3
 
 
 def _optimise_btcusdt(settings: Settings, instance: DagsterInstance) -> ExecuteInProcessResult:

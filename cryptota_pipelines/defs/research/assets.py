@@ -226,6 +226,16 @@ def walk_forward_report(
     return MaterializeResult(metadata=walk_forward_metadata(stored))
 
 
+WALK_FORWARD_SHOWN = {
+    "oos_total_return": "oos_total_return",
+    "walk_forward_efficiency": "walk_forward_efficiency",
+    "walk_forward_efficiency_window_count": "wfe_windows",
+    "profitable_windows": "profitable_windows",
+}
+"""The statistics a strategy's walk-forward shows, under the key the UI's narrow key column
+fits (``rsi_ma/walk_forward_efficiency_window_count`` ran under the timestamp)."""
+
+
 def walk_forward_metadata(stored: list[StoredWalkForward]) -> dict[str, Any]:
     """Every window of every strategy as one sortable table (every field as JSON), the
     headline statistics per strategy, and the stitched out-of-sample equity of the best one
@@ -236,13 +246,8 @@ def walk_forward_metadata(stored: list[StoredWalkForward]) -> dict[str, Any]:
         result = item.result
         frames.append(windows_shown(item))
         stats = result.statistics
-        for name in (
-            "oos_total_return",
-            "walk_forward_efficiency",
-            "walk_forward_efficiency_window_count",
-            "profitable_windows",
-        ):
-            summary[metadata_key(f"{result.strategy}/{name}")] = metadata_number(name, stats[name])
+        for name, label in WALK_FORWARD_SHOWN.items():
+            summary[metadata_key(f"{result.strategy}/{label}")] = metadata_number(name, stats[name])
         summary[f"{result.strategy}/modal_slug"] = stats["modal_slug"]
         summary[f"{result.strategy}/run_key"] = item.run_key
     best = max(stored, key=lambda s: s.result.statistics["oos_total_return"] or float("-inf"))

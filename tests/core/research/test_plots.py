@@ -47,9 +47,21 @@ def test_heatmap_names_its_candles_axes_and_what_a_cell_is(tmp_path: Path) -> No
     assert f"BTCUSDT 1h · {candles.index[0]:%Y-%m-%d %H:%M} .. " in title
     assert "SYNTHETIC candles" in title
     assert (ax.get_xlabel(), ax.get_ylabel()) == ("overbought", "period")
-    note = " ".join(text.get_text() for text in figure.texts)
+    note = " ".join(" ".join(text.get_text().split()) for text in figure.texts)
     assert "each cell: the best (max) sharpe_ratio over oversold" in note
-    assert "white: no set searched there, or sharpe_ratio undefined" in note
+    assert "white: no set searched there, fewer than 5 trades (--min-trades), or" in note
+    # cells show only the sets that competed: the best cell is the winner's score
+    cells = result.heatmap_frame("overbought", "period").to_numpy(dtype=np.float64)
+    competed = result.sweep.figures[result.sweep.figures["trade_count"] >= 5]
+    assert np.nanmax(cells) == competed["sharpe_ratio"].max() == result.best_score
+    # the note is laid out inside the figure, clear of the axis label (it once ran off the
+    # right edge, across the x label)
+    figure.canvas.draw()
+    renderer = figure.canvas.get_renderer()  # type: ignore[attr-defined]
+    (text,) = figure.texts
+    box = text.get_window_extent(renderer)
+    assert figure.bbox.x0 <= box.x0 and box.x1 <= figure.bbox.x1 and box.y0 >= figure.bbox.y0
+    assert not box.overlaps(ax.xaxis.label.get_window_extent(renderer))
     png = plot_heatmap(result, tmp_path / "h.png", "overbought", "period", subject=SUBJECT)
     assert png.read_bytes().startswith(PNG)
 

@@ -18,6 +18,7 @@ from cryptota_core.storage.results_store import (
     LEADERBOARD_COLUMNS,
     ResultsStore,
     backtest_run_key,
+    best_per_symbol,
     validate_slug,
 )
 from cryptota_core.storage.schema import (
@@ -484,3 +485,22 @@ def test_leaderboard_ranks_only_the_latest_window_of_each_series(store: ResultsS
     assert list(board[board["symbol"] == "ETHUSDT"]["value"]) == [3.0]
     everything = store.leaderboard(symbol="BTCUSDT", latest_window=False)
     assert list(everything["value"]) == [5.0, 2.0, 1.0]
+
+
+def test_a_symbols_best_set_follows_the_minimum_trades_rule() -> None:
+    # two strategies' winners on one symbol: the higher Sharpe ratio made two trades
+    board = pd.DataFrame(
+        {
+            "symbol": ["BTCUSDT", "BTCUSDT", "BTCUSDT", "ETHUSDT"],
+            "strategy": ["rsi", "rsi_ma", "grid", "rsi"],
+            "rank": [1, 1, 1, 1],
+            "slug": ["rsi-a", "rsi_ma-b", "grid-c", "rsi-d"],
+            "value": [-1.7, 9.0, math.nan, 2.0],
+            "trade_count": [12, 2, 30, 1],
+        }
+    )
+    assert best_per_symbol(board) == {"BTCUSDT": "rsi_ma-b", "ETHUSDT": "rsi-d"}
+    board.attrs["min_trades"] = 5
+    # the set that trades wins; an undefined value ranks after a defined one; a symbol whose
+    # every winner trades too little still has a best set
+    assert best_per_symbol(board) == {"BTCUSDT": "rsi-a", "ETHUSDT": "rsi-d"}
