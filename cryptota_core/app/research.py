@@ -23,7 +23,12 @@ from cryptota_core.market.intervals import interval_timedelta
 from cryptota_core.research.config import ResearchConfig
 from cryptota_core.research.drift import DriftCheck, check_drift
 from cryptota_core.research.lineage import Lineage
-from cryptota_core.research.optimize import BrokerSettings, OptimizationResult, optimize
+from cryptota_core.research.optimize import (
+    BrokerSettings,
+    NoCandidateError,
+    OptimizationResult,
+    optimize,
+)
 from cryptota_core.research.signals import PaperOrder, latest_orders
 from cryptota_core.research.walk_forward import WalkForwardResult, walk_forward
 from cryptota_core.storage.candle_store import CandleStore
@@ -37,6 +42,15 @@ class StoredOptimization:
     run_key: str
     result: OptimizationResult
     candles: CandleInput
+
+
+@dataclass(frozen=True)
+class SymbolOptimization:
+    """One symbol's optimisations: a stored search per strategy that had candidates, and why
+    each other strategy was skipped (no set made the minimum of trades in the window)."""
+
+    stored: list[StoredOptimization]
+    skipped: dict[str, str]
 
 
 @dataclass(frozen=True)
@@ -70,24 +84,36 @@ def optimize_symbol(
     *,
     run_id: str | None = None,
     today: pd.Timestamp | None = None,
-) -> list[StoredOptimization]:
-    """Optimise every configured strategy on ``symbol``'s optimisation window and store each."""
+) -> SymbolOptimization:
+    """Optimise every configured strategy on ``symbol``'s optimisation window and store each.
+    A strategy none of whose sets made the minimum of trades there is skipped with the reason
+    (logged and returned); only when every strategy is skipped does it raise
+    :class:`NoCandidateError` (there is then nothing to rank)."""
     candles = _candles(store, symbol, config.optimization_window(today))
     stored = []
+    skipped: dict[str, str] = {}
     for search in config.searches():
-        result = optimize(
-            candles.frame,
-            search,
-            interval=candles.interval,
-            objective=config.objective,
-            top=config.top,
-            recheck=config.recheck,
-            recheck_engine=config.recheck_engine,
-            settings=config.optimize_settings(),
-        )
+        try:
+            result = optimize(
+                candles.frame,
+                search,
+                interval=candles.interval,
+                objective=config.objective,
+                top=config.top,
+                recheck=config.recheck,
+                recheck_engine=config.recheck_engine,
+                settings=config.optimize_settings(),
+            )
+        except NoCandidateError as e:
+            skipped[search.strategy] = str(e)
+            log.warning("%s %s: skipped: %s", symbol, search.strategy, e)
+            continue
         key = research.save_optimization(result, lineage(candles, run_id))
         stored.append(StoredOptimization(key, result, candles))
-    return stored
+    if not stored:
+        reasons = "; ".join(f"{name}: {why}" for name, why in skipped.items())
+        raise NoCandidateError(f"{symbol}: every strategy was skipped ({reasons})")
+    return SymbolOptimization(stored, skipped)
 
 
 def walk_forward_symbol(

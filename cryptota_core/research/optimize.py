@@ -158,6 +158,11 @@ class OptimizeSettings(BaseModel):
         return max(1, min(bars - 1, round((bars - 1) / self.bars_per_period(interval))))
 
 
+class NoCandidateError(InvalidInputError):
+    """No set of a search made the minimum of trades: nothing may win it. A pipeline that
+    searches several strategies skips that one (and says so) instead of failing the rest."""
+
+
 @dataclass(frozen=True)
 class Recheck:
     """One top set re-run set by set on an engine and compared with the sweep's figures."""
@@ -420,7 +425,7 @@ def eligible(sweep: SweepResult, min_trades: int) -> SweepResult:
         return sweep
     if keep.size == 0:
         most = int(np.nanmax(trades)) if np.isfinite(trades).any() else 0
-        raise InvalidInputError(
+        raise NoCandidateError(
             f"no set of the {len(sweep.slugs):,} searched made --min-trades {min_trades} "
             f"closed trades (the most: {most}); lower --min-trades or search more active sets"
         )

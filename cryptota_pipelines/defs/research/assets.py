@@ -24,6 +24,7 @@ from dagster import (
 from cryptota_core.app.research import (
     StoredOptimization,
     StoredWalkForward,
+    SymbolOptimization,
     optimize_symbol,
     signal_symbol,
     walk_forward_symbol,
@@ -112,8 +113,10 @@ def _partition(context: AssetExecutionContext) -> tuple[str, str]:
 @asset(
     **PER_SYMBOL,
     description="Grid search of every strategy of CRYPTOTA_OPTIMIZATION_GRIDS on the symbol's "
-    "last CRYPTOTA_OPTIMIZATION_DAYS days: one sweep ranks every set, the best re-run on "
-    "backtrader; deflated Sharpe ratio and PBO of the winner; stored in optimization_runs.",
+    "last CRYPTOTA_OPTIMIZATION_DAYS days: one sweep ranks every set, the winner re-run set by "
+    "set (CRYPTOTA_OPTIMIZATION_RECHECK_ENGINE); deflated Sharpe ratio and PBO of the winner; "
+    "stored in optimization_runs. A strategy with no set making the minimum of trades is "
+    "skipped with the reason.",
 )
 def parameter_optimization(
     context: AssetExecutionContext,
@@ -128,10 +131,12 @@ def parameter_optimization(
     return MaterializeResult(metadata=optimization_metadata(stored))
 
 
-def optimization_metadata(stored: list[StoredOptimization]) -> dict[str, Any]:
+def optimization_metadata(optimized: SymbolOptimization) -> dict[str, Any]:
     """Per strategy the winner, its DSR and the search's PBO, and its objective heatmap (a
     preview inline, the full picture one click away) when it searched two or more parameters;
-    the top sets of every strategy as one sortable table (every figure as JSON)."""
+    the top sets of every strategy as one sortable table (every figure as JSON); why a
+    strategy was skipped."""
+    stored = optimized.stored
     rows = []
     full_rows = []
     pictures: dict[str, Any] = {}
@@ -187,6 +192,8 @@ def optimization_metadata(stored: list[StoredOptimization]) -> dict[str, Any]:
         "top_sets_rows": MetadataValue.json(full_rows),
         "dagster/row_count": len(rows),
     }
+    for strategy, reason in optimized.skipped.items():
+        metadata[f"{strategy}/skipped"] = MetadataValue.text(reason)
     if best.candles.key is not None and best.candles.key.exchange == "synthetic":
         metadata["data_warning"] = "SYNTHETIC: optimised on simulated candles, not Binance data"
     return metadata

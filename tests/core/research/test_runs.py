@@ -16,6 +16,7 @@ from cryptota_core.app.research import (
 from cryptota_core.errors import NoDataError
 from cryptota_core.market.sources.synthetic import SyntheticSource
 from cryptota_core.research.config import ResearchConfig
+from cryptota_core.research.optimize import NoCandidateError
 from cryptota_core.storage.candle_store import CandleStore
 from cryptota_core.storage.research_store import ResearchStore
 
@@ -46,7 +47,9 @@ def test_optimize_then_signal_then_drift(stores: tuple[CandleStore, ResearchStor
     store, research = stores
     with pytest.raises(NoDataError, match="materialise parameter_optimization first"):
         signal_symbol(store, research, "BTCUSDT", CONFIG, now=TODAY)
-    optimised = optimize_symbol(store, research, "BTCUSDT", CONFIG, run_id="r1", today=TODAY)
+    batch = optimize_symbol(store, research, "BTCUSDT", CONFIG, run_id="r1", today=TODAY)
+    optimised = batch.stored
+    assert batch.skipped == {}
     assert [o.result.strategy for o in optimised] == ["rsi", "grid"]
     assert all(o.result.sweep.bars == 30 * 24 for o in optimised)
     assert all(o.result.rechecks[0].reproduced for o in optimised)
@@ -66,3 +69,21 @@ def test_optimize_then_signal_then_drift(stores: tuple[CandleStore, ResearchStor
     checks = drift_symbol(store, research, "BTCUSDT", CONFIG, now=TODAY)
     assert {c.strategy for c in checks} == {"rsi", "grid"}
     assert all(c.threshold <= c.expected_sharpe for c in checks)
+
+
+def test_a_strategy_without_candidates_is_skipped_with_its_reason(
+    stores: tuple[CandleStore, ResearchStore],
+) -> None:
+    """A grid whose sets never make the minimum of trades in the window (RSI below 1 never
+    happens) is skipped and named; the other strategy is still optimised and stored. With
+    every strategy skipped there is nothing to rank: one error naming each reason."""
+    store, research = stores
+    dead = {"period": [14], "oversold": [0.5], "overbought": [99.5]}
+    config = CONFIG.model_copy(update={"grids": {**CONFIG.grids, "rsi": dead}})
+    batch = optimize_symbol(store, research, "BTCUSDT", config, run_id="r9", today=TODAY)
+    assert [o.result.strategy for o in batch.stored] == ["grid"]
+    assert list(batch.skipped) == ["rsi"]
+    assert "made --min-trades 5 closed trades (the most: 0)" in batch.skipped["rsi"]
+    only_dead = CONFIG.model_copy(update={"grids": {"rsi": dead}})
+    with pytest.raises(NoCandidateError, match="BTCUSDT: every strategy was skipped \\(rsi: "):
+        optimize_symbol(store, research, "BTCUSDT", only_dead, today=TODAY)
