@@ -84,7 +84,7 @@ GRID_OVERHEAD = {"period": [14], "oversold": [30], "overbought": [70, 75]}
 WARMUP_BARS = 2_000
 
 GROUP = "sweep kernel, in process: 1,000 RSI sets × 1 year of 1m"
-E2E_GROUP = "end to end, whole process: kline CSV → best of 1,000 RSI sets × 1 year of 1m"
+E2E_GROUP = "end to end, whole process: kline CSV → best set, 1 year of 1m"
 
 
 def _year() -> pd.DataFrame:
