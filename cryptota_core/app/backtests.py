@@ -16,8 +16,7 @@ from typing import Any, TypedDict, Unpack
 from cryptota_core import __version__
 from cryptota_core.app.candles import CandleInput, candles_from_store
 from cryptota_core.backtest.cache import ResultCache, cache_key, cached_backtest
-from cryptota_core.backtest.engine import run_backtest
-from cryptota_core.backtest.fast import run_fast_backtest
+from cryptota_core.backtest.engines import engine_runner
 from cryptota_core.backtest.result import BacktestResult
 from cryptota_core.backtest.runs import BacktestWindow, ParamSet
 from cryptota_core.broker import DEFAULT_BROKER, BrokerSettings
@@ -28,10 +27,6 @@ from cryptota_core.strategies import get_strategy
 
 log = logging.getLogger(__name__)
 
-
-ENGINES = ("backtrader", "fast")
-"""backtrader (every strategy, the reference) and the numba engine (the four built-in
-strategies; identical results, 60-260x faster)."""
 
 CODE_VERSION = __version__
 """Recorded with every stored result and part of every cache key: a new release never serves a
@@ -86,9 +81,7 @@ def backtest_or_cache(
     be invalidated."""
     spec = get_strategy(strategy)
     model = spec.parse_params(params)
-    if engine not in ENGINES:
-        raise InvalidInputError(f"unknown engine {engine!r}: use {' or '.join(ENGINES)}")
-    run = run_fast_backtest if engine == "fast" else run_backtest
+    run = engine_runner(engine)
 
     def compute() -> BacktestResult:
         return run(

@@ -23,16 +23,16 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from cryptota_core.backtest.engine import (
-    measured_result,
-    orders_frame,
-    trades_from_fills,
-)
 from cryptota_core.backtest.inputs import (
     check_length,
     check_settings,
     prepare_candles,
     resolve_strategy,
+)
+from cryptota_core.backtest.records import (
+    measured_result,
+    orders_frame,
+    trades_from_fills,
 )
 from cryptota_core.backtest.result import BacktestResult
 from cryptota_core.broker import DEFAULT_BROKER, BrokerSettings

@@ -42,8 +42,7 @@ import numpy.typing as npt
 import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from cryptota_core.backtest.engine import run_backtest
-from cryptota_core.backtest.fast import run_fast_backtest
+from cryptota_core.backtest.engines import engine_runner
 from cryptota_core.backtest.result import BacktestResult, iso_utc
 from cryptota_core.backtest.sweep import (
     EXACT_FIGURES,
@@ -339,7 +338,7 @@ def optimize(
     # full, not "re-checked".
     independent = sweep.engine != "backtrader"
     todo = min(recheck, len(ranked)) if independent else 0
-    engine_run = run_backtest if recheck_engine == "backtrader" else run_fast_backtest
+    engine_run = engine_runner(recheck_engine)
     stage = f"{recheck_engine} re-check"
     for k, slug in enumerate(ranked[:todo]):
         report(stage, k, todo)
@@ -348,7 +347,7 @@ def optimize(
         best = best or run
     report(stage, todo, todo)
     if best is None:
-        full_run = run_fast_backtest if independent else run_backtest
+        full_run = engine_runner(sweep.engine)
         best = full_run(candles, strategy, by_slug[ranked[0]], interval=interval, **broker.kwargs())
     if checks and not checks[0].reproduced:
         log.warning(

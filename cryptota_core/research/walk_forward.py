@@ -45,9 +45,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from cryptota_core.backtest.engine import trades_from_fills
 from cryptota_core.backtest.fast import prices_of, run_fast_backtest, supports
 from cryptota_core.backtest.inputs import prepare_candles
+from cryptota_core.backtest.records import trades_from_fills
 from cryptota_core.backtest.result import iso_utc
 from cryptota_core.errors import InvalidInputError
 from cryptota_core.kernels.broker import STATUS_FILLED, simulate_long_nb

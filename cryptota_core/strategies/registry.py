@@ -18,7 +18,7 @@ import re
 from typing import TypeVar
 
 from cryptota_core.errors import InvalidInputError
-from cryptota_core.strategies.base import Strategy, check_abbreviations
+from cryptota_core.strategies.base import CLASS_PATH, Strategy, check_abbreviations
 
 log = logging.getLogger(__name__)
 
@@ -47,6 +47,11 @@ def register(spec: S) -> S:
         )
     if not hasattr(spec, "params_model") or not hasattr(spec, "bt_class"):
         raise ValueError(f"strategy {name} must set params_model and bt_class")
+    if isinstance(spec.bt_class, str) and not CLASS_PATH.fullmatch(spec.bt_class):
+        raise ValueError(
+            f"strategy {name}: bt_class {spec.bt_class!r} must be a class or name one as "
+            "'package.module:Class'"
+        )
     check_abbreviations(spec)
     old = _REGISTRY.get(name)
     if old is not None and _identity(type(old)) != _identity(spec):

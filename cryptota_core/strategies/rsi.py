@@ -12,7 +12,6 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any, ClassVar, Self
 
-import backtrader as bt
 import numba
 import numpy as np
 from pydantic import Field, model_validator
@@ -21,7 +20,7 @@ from cryptota_core.broker import BrokerSettings
 from cryptota_core.kernels.indicators import rsi_nb, rsi_table_nb, sma_nb, sma_table_nb
 from cryptota_core.kernels.signals import level_signals_nb
 from cryptota_core.kernels.sweep import level_sweep_nb
-from cryptota_core.strategies.base import LongOnlyStrategy, Strategy, StrategyParams
+from cryptota_core.strategies.base import Strategy, StrategyParams
 from cryptota_core.strategies.kernel import (
     TABLE_BYTES,
     Prices,
@@ -55,21 +54,6 @@ class RsiParams(StrategyParams):
                 f"oversold ({self.oversold:g}) must be below overbought ({self.overbought:g})"
             )
         return self
-
-
-class RsiBt(LongOnlyStrategy):
-    """Backtrader implementation of :class:`Rsi`."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.cfg: RsiParams = self.p.spec_params
-        self.rsi = bt.indicators.RSI(self.data.close, period=self.cfg.period, safediv=True)
-
-    def should_enter_long(self) -> bool:
-        return bool(self.rsi[0] < self.cfg.oversold)
-
-    def should_exit_long(self) -> bool:
-        return bool(self.rsi[0] > self.cfg.overbought)
 
 
 def rsi_warmup(period: int) -> int:
@@ -166,7 +150,7 @@ class Rsi(Strategy):
         "overbought": [70, 80],
     }
     slug_abbrev: ClassVar[dict[str, str]] = {"period": "p", "oversold": "os", "overbought": "ob"}
-    bt_class = RsiBt
+    bt_class = "cryptota_core.strategies.bt.rsi:RsiBt"
     kernel = RsiLevelKernel()
     description: ClassVar[str] = "enter below RSI oversold, exit above overbought (long only)"
 

@@ -24,7 +24,6 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any, ClassVar, Self
 
-import backtrader as bt
 import numba
 import numpy as np
 from pydantic import Field, model_validator
@@ -33,7 +32,7 @@ from cryptota_core.broker import BrokerSettings
 from cryptota_core.kernels.indicators import rsi_nb, rsi_table_nb
 from cryptota_core.kernels.signals import divergence_signals_nb
 from cryptota_core.kernels.sweep import balanced_order, divergence_sweep_nb
-from cryptota_core.strategies.base import LongOnlyStrategy, Strategy, StrategyParams
+from cryptota_core.strategies.base import Strategy, StrategyParams
 from cryptota_core.strategies.kernel import (
     TABLE_BYTES,
     Prices,
@@ -72,53 +71,6 @@ def divergence_warmup(params: RsiDivergenceParams) -> int:
     """First bar that can confirm a usable pivot (see the module docstring)."""
     w = params.pivot_window
     return max(rsi_warmup(params.period) + w, 2 * w)
-
-
-class RsiDivergenceBt(LongOnlyStrategy):
-    """Backtrader implementation of :class:`RsiDivergence`. Keeps the last confirmed pivot low
-    and high as (bar, price, RSI); :meth:`on_bar` confirms at most one of each per bar."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.cfg: RsiDivergenceParams = self.p.spec_params
-        self.rsi = bt.indicators.RSI(self.data.close, period=self.cfg.period, safediv=True)
-        self.last_low: tuple[int, float, float] | None = None
-        self.last_high: tuple[int, float, float] | None = None
-        self.bullish = False
-        self.bearish = False
-
-    def on_bar(self) -> None:
-        w = self.cfg.pivot_window
-        size = 2 * w + 1
-        centre = self.bar - w
-        self.bullish = self.bearish = False
-
-        lows = list(self.data.low.get(size=size))
-        if _first_extreme(lows, min) == w:
-            pivot = (centre, lows[w], float(self.rsi[-w]))
-            prev = self.last_low
-            if prev is not None and centre - prev[0] <= self.cfg.max_gap:
-                self.bullish = pivot[1] < prev[1] and pivot[2] > prev[2]
-            self.last_low = pivot
-
-        highs = list(self.data.high.get(size=size))
-        if _first_extreme(highs, max) == w:
-            pivot = (centre, highs[w], float(self.rsi[-w]))
-            prev = self.last_high
-            if prev is not None and centre - prev[0] <= self.cfg.max_gap:
-                self.bearish = pivot[1] > prev[1] and pivot[2] < prev[2]
-            self.last_high = pivot
-
-    def should_enter_long(self) -> bool:
-        return self.bullish
-
-    def should_exit_long(self) -> bool:
-        return self.bearish
-
-
-def _first_extreme(values: list[float], pick: Any) -> int:
-    """Index of the first occurrence of ``pick(values)`` (``min`` or ``max``)."""
-    return values.index(pick(values))
 
 
 class RsiDivergenceKernel(SignalKernel):
@@ -180,7 +132,7 @@ class RsiDivergence(Strategy):
         "max_gap": [30, 60],
     }
     slug_abbrev: ClassVar[dict[str, str]] = {"period": "p", "pivot_window": "pw", "max_gap": "gap"}
-    bt_class = RsiDivergenceBt
+    bt_class = "cryptota_core.strategies.bt.rsi_divergence:RsiDivergenceBt"
     kernel = RsiDivergenceKernel()
     description: ClassVar[str] = "long on bullish RSI divergence, exit on bearish divergence"
 

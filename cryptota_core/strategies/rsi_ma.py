@@ -9,10 +9,9 @@ from __future__ import annotations
 
 from typing import Any, ClassVar
 
-import backtrader as bt
 from pydantic import Field
 
-from cryptota_core.strategies.base import LongOnlyStrategy, Strategy, StrategyParams
+from cryptota_core.strategies.base import Strategy, StrategyParams
 from cryptota_core.strategies.registry import register
 from cryptota_core.strategies.rsi import RsiLevelKernel, RsiParams, rsi_warmup
 
@@ -29,22 +28,6 @@ class RsiMaKernel(RsiLevelKernel):
     def trend_period(self, params: RsiParams) -> int | None:
         assert isinstance(params, RsiMaParams)
         return params.ma_period
-
-
-class RsiMaBt(LongOnlyStrategy):
-    """Backtrader implementation of :class:`RsiMa`."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.cfg: RsiMaParams = self.p.spec_params
-        self.rsi = bt.indicators.RSI(self.data.close, period=self.cfg.period, safediv=True)
-        self.sma = bt.indicators.SMA(self.data.close, period=self.cfg.ma_period)
-
-    def should_enter_long(self) -> bool:
-        return bool(self.rsi[0] < self.cfg.oversold and self.data.close[0] > self.sma[0])
-
-    def should_exit_long(self) -> bool:
-        return bool(self.rsi[0] > self.cfg.overbought)
 
 
 @register
@@ -65,7 +48,7 @@ class RsiMa(Strategy):
         "overbought": "ob",
         "ma_period": "ma",
     }
-    bt_class = RsiMaBt
+    bt_class = "cryptota_core.strategies.bt.rsi_ma:RsiMaBt"
     kernel = RsiMaKernel()
     description: ClassVar[str] = "RSI oversold entry only while close > SMA; RSI overbought exit"
 

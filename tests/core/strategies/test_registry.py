@@ -4,6 +4,8 @@ from the ``cryptota.strategies`` entry-point group."""
 from __future__ import annotations
 
 import importlib.metadata
+import subprocess
+import sys
 from collections.abc import Iterator
 from typing import Any, ClassVar
 
@@ -56,7 +58,8 @@ def test_each_built_in_lives_in_the_module_named_by_its_key(name: str) -> None:
     spec = get_strategy(name)
     assert spec.name == name
     assert type(spec).__module__ == f"cryptota_core.strategies.{name}"
-    assert spec.bt_class.__module__ == f"cryptota_core.strategies.{name}"
+    assert spec.bt_class == f"cryptota_core.strategies.bt.{name}:{spec.backtrader_class().__name__}"
+    assert spec.backtrader_class().__module__ == f"cryptota_core.strategies.bt.{name}"
     assert spec.default_grid, "every strategy ships a small grid for the demo and optimiser"
     assert len(spec.expand_grid(spec.default_grid)) <= 64
 
@@ -98,6 +101,42 @@ def test_a_second_class_cannot_take_a_registered_name() -> None:
     with pytest.raises(ValueError, match="strategy name 'rsi' is taken"):
         register(Impostor)
     assert type(get_strategy("rsi")).__module__ == "cryptota_core.strategies.rsi"
+
+
+@pytest.mark.parametrize(
+    "bad", ["cryptota_core.strategies.bt.rsi.RsiBt", "rsi:", ":RsiBt", "a b:C"]
+)
+def test_a_bt_class_named_by_text_must_say_module_and_class(bad: str) -> None:
+    spec = type("BadPath", (PluginStrategy,), {"name": "bad_path", "bt_class": bad})
+    with pytest.raises(ValueError, match=r"must be a class or name one as 'package\.module:Class'"):
+        register(spec)
+
+
+def test_backtrader_is_imported_only_by_a_backtrader_run() -> None:
+    """A sweep, a fast run and an optimisation re-checked on the fast engine never load
+    backtrader (a fifth of a second of every start-up); the first backtrader run does."""
+    script = """
+import sys
+import numpy as np
+import pandas as pd
+from cryptota_core.market.sources.synthetic import generate_candles
+from cryptota_core.research.optimize import optimize
+from cryptota_core.research.search import SearchSpec
+from cryptota_core.strategies import get_strategy
+candles = generate_candles("BTCUSDT", "1h", "2024-01-01", "2024-03-01", seed=1)
+spec = SearchSpec(strategy="rsi", grid={"period": [7, 14], "oversold": [30], "overbought": [70]})
+optimize(candles, spec, interval="1h", settings=None)
+assert "backtrader" not in sys.modules, "the fast path imported backtrader"
+from cryptota_core.strategies import LongOnlyStrategy
+assert "backtrader" in sys.modules
+assert LongOnlyStrategy.__module__ == "cryptota_core.strategies.bt.base"
+print("ok")
+"""
+    done = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, check=False
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "ok"
 
 
 @pytest.mark.parametrize("bad", ["RSI", "my-strategy", "", "9lives", "a b"])
