@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import importlib
 import sys
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 import click
@@ -53,6 +53,16 @@ COMMAND_MODULES: dict[str, str] = {
     "results": "cryptota_core.cli.results",
 }
 """Where each of the core's commands is defined (the pipelines add ``demo`` and ``stack``)."""
+
+
+def import_command(args: Sequence[str]) -> None:
+    """Import the module of the command ``args`` names (their first word that is not an
+    option) now, as :class:`LazyGroup` would when it looks the command up; nothing for a
+    command defined elsewhere or no command. For a caller that wants the imports done first
+    (the console script: :mod:`cryptota_pipelines.console`)."""
+    name = next((arg for arg in args if not arg.startswith("-")), None)
+    if name in COMMAND_MODULES:
+        importlib.import_module(COMMAND_MODULES[name])
 
 
 @click.group(cls=LazyGroup, lazy=COMMAND_MODULES)
