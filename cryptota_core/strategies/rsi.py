@@ -128,13 +128,18 @@ class RsiLevelKernel(SignalKernel):
 
 
 def _lanes(count: int) -> np.ndarray:
-    """Sets 0..count-1 (already sorted by indicator rows) dealt round-robin to one lane per
-    thread, so both cores cross the same rows at the same time; −1 pads the last lane."""
+    """Sets 0..count-1 (already sorted by indicator rows) dealt to one lane per thread, so both
+    cores cross the same rows at the same time; −1 pads the last lane. The deal snakes (0, 1,
+    1, 0, 0, 1, …): neighbours in the sort differ by one step of the last parameter
+    (overbought), and a higher level holds longer, so plain round-robin gave one lane the
+    longer set of every pair (5 % more work, measured on 1,000 sets × a year of 1m)."""
     n_lanes = max(1, min(numba.get_num_threads(), count))
     width = -(-count // n_lanes)
     lanes = np.full((n_lanes, width), -1, dtype=np.int64)
     for i in range(count):
-        lanes[i % n_lanes, i // n_lanes] = i
+        column, position = divmod(i, n_lanes)
+        lane = position if column % 2 == 0 else n_lanes - 1 - position
+        lanes[lane, column] = i
     return lanes
 
 

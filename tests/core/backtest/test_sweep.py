@@ -28,7 +28,7 @@ from cryptota_core.kernels.indicators import rsi_nb
 from cryptota_core.kernels.sweep import level_sweep_nb
 from cryptota_core.market.intervals import periods_per_year
 from cryptota_core.strategies import get_strategy
-from cryptota_core.strategies.rsi import Rsi
+from cryptota_core.strategies.rsi import Rsi, _lanes
 from tests.core.backtest.candles_fixture import make_candles
 from tests.core.backtest.parity import (
     PROFILE,
@@ -136,6 +136,25 @@ def test_tiles_do_not_change_the_figures() -> None:
             got = level_sweep_nb(*prices, close, *args, lanes_, tile)
             for a, b in zip(got, reference, strict=True):
                 np.testing.assert_array_equal(a, b)
+
+
+@pytest.mark.parametrize("count", [1, 2, 3, 7, 10, 1000])
+def test_lanes_deal_every_set_once_and_pair_neighbours_across_lanes(count: int) -> None:
+    """The snake deal (0, 1, 1, 0, …): every set in exactly one lane, padding only at a lane's
+    end (the kernel stops a lane at its first −1), lanes at most one set apart, and each lane's
+    mean position in the sort the same to within one (round-robin gave lane 1 the later,
+    longer-holding neighbour of every pair)."""
+    lanes = _lanes(count)
+    dealt = lanes[lanes >= 0]
+    assert sorted(dealt.tolist()) == list(range(count))
+    for row in lanes:
+        real = row[row >= 0]
+        assert (row[: real.size] >= 0).all(), "a −1 before the end of a lane"
+    sizes = (lanes >= 0).sum(axis=1)
+    assert sizes.max() - sizes.min() <= 1
+    if lanes.shape[0] == 2 and count % 4 == 0:
+        means = [row[row >= 0].mean() for row in lanes]
+        assert abs(means[0] - means[1]) < 1e-9
 
 
 def _gapped_grid_frame() -> pd.DataFrame:
