@@ -11,7 +11,8 @@ Binance kline CSV on disk to the best set, each as a whole process timed from ou
 exit), with the child's own peak RSS (``os.wait4``):
 
 * ``cryptota optimize --csv CSV --strategy rsi --grid GRID --json`` with default flags (so it
-  also re-checks the winner set by set and computes PSR/DSR/PBO), run once untimed to fill
+  also re-checks the winner set by set and computes PSR/DSR/PBO), the console script of the
+  runtime-only venv ``make bench`` builds (:data:`RUNTIME_VENV`), run once untimed to fill
   numba's on-disk cache, then best of 3; the JSON must parse and hold the 1,000 sets. The same
   command on a 2-set grid is the process overhead (imports, CSV read, loading cached kernels);
 * :mod:`bench.vectorbt_e2e`: vectorbt doing the same job (``pd.read_csv``, ``vbt.RSI``,
@@ -368,9 +369,25 @@ def _whole_process(argv: list[str], fixture: Fixture) -> Finished:
         )
 
 
+RUNTIME_VENV = REPO / ".venv-runtime"
+"""The project as ``pip install`` gives it to a user, without the dev and bench extras (``make
+bench`` builds it): those extras bring scipy, which numba imports at start-up for its BLAS check
+(0.1 s a user never pays)."""
+
+
+def _cryptota() -> tuple[Path, str]:
+    """The ``cryptota`` console script to time, and which install it is: the runtime-only venv's
+    when it exists, else this interpreter's (then scipy is there)."""
+    runtime = RUNTIME_VENV / "bin" / "cryptota"
+    if runtime.exists():
+        return runtime, "runtime-only venv (pip install -e ., as a user installs it)"
+    return Path(sys.executable).with_name("cryptota"), "this venv (dev extras: scipy present)"
+
+
 def _optimize(fixture: Fixture, grid: dict[str, list[int]]) -> Finished:
-    """``cryptota optimize`` on the year's CSV, default flags but ``--json``."""
-    argv = [sys.executable, "-m", "cryptota_core.cli", "optimize", "--csv", str(fixture.csv)]
+    """``cryptota optimize`` on the year's CSV, default flags but ``--json``: the console script
+    a user runs (:func:`_cryptota`)."""
+    argv = [str(_cryptota()[0]), "optimize", "--csv", str(fixture.csv)]
     argv += ["--strategy", "rsi", "--grid", json.dumps(grid), "--json"]
     return _whole_process(argv, fixture)
 
@@ -454,7 +471,8 @@ def run_e2e() -> list[Row]:
         note = (
             f"best of 3 ({', '.join(f'{d.seconds:.2f}' for d in ours)} s) after an untimed run "
             f"({warm.seconds:.2f} s, fills numba's cache); peak RSS {best_ours.rss_mib:,.0f} MiB; "
-            f"load {load_ours:.1f}; best set {_params(winner['best']['params'])}"
+            f"load {load_ours:.1f}; {_cryptota()[1]}; best set "
+            f"{_params(winner['best']['params'])}"
         )
         if not isinstance(vbt_checked, str):
             ratio = vbt.seconds / best_ours.seconds
