@@ -12,6 +12,7 @@ floating-point operations so results are bit-identical:
 * :mod:`.grid` — the grid bot's order book: limit orders, re-centring, cancellations, rejections;
 * :mod:`.figures` — streaming performance figures (no equity curve kept) for the sweep;
 * :mod:`.sweep` — the parallel sweep kernels over many parameter sets.
+* :mod:`.cscv` — the combinatorially symmetric cross-validation behind PBO, over block sums.
 
 Records have named fields: orders and fills are structured arrays (``ORDER_DT``, ``FILL_DT`` in
 :mod:`.broker`), a sweep set's accumulators an ``ACC_DT`` record (:mod:`.figures`); state that

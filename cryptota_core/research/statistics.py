@@ -49,6 +49,7 @@ import numpy as np
 import numpy.typing as npt
 
 from cryptota_core.errors import InvalidInputError
+from cryptota_core.kernels.cscv import cscv_nb
 
 FloatArray = npt.NDArray[np.float64]
 IntArray = npt.NDArray[np.int64]
@@ -537,21 +538,6 @@ def _as_block_array(name: str, values: npt.ArrayLike) -> FloatArray:
     return array
 
 
-def _sharpe_from_sums(total: FloatArray, total_sq: FloatArray, count: FloatArray) -> FloatArray:
-    """Per-period Sharpe ratio ``mean / std(ddof=1)`` from the sum, the sum of squares and the
-    count of returns; −inf where it is undefined (fewer than two returns, or the sum of squared
-    deviations is rounding noise: at most ``BLOCK_ZERO_DISPERSION`` times the sum of squares)."""
-    with np.errstate(divide="ignore", invalid="ignore"):
-        sharpe = total / count  # the mean, turned into the Sharpe ratio in place below
-        deviations = total_sq - total * sharpe
-        defined = (count >= 2) & (deviations > BLOCK_ZERO_DISPERSION * total_sq)
-        deviations /= count - 1
-        np.sqrt(deviations, out=deviations)
-        sharpe /= deviations
-    sharpe[~defined] = -np.inf
-    return sharpe
-
-
 def _ols(x: FloatArray, y: FloatArray) -> tuple[float, float]:
     """Slope and intercept of y on x over the pairs where both are finite."""
     keep = np.isfinite(x) & np.isfinite(y)
@@ -559,10 +545,12 @@ def _ols(x: FloatArray, y: FloatArray) -> tuple[float, float]:
     if x.size < 2:
         return math.nan, math.nan
     dx = x - x.mean()
-    sxx = float(dx @ dx)
+    # Sums of products, not ``@``: BLAS wakes its own threads for a dot product, which right
+    # after a parallel numba kernel waited ~15 ms for the cores.
+    sxx = float(np.sum(dx * dx))
     if sxx == 0.0:
         return math.nan, math.nan
-    slope = float(dx @ (y - y.mean())) / sxx
+    slope = float(np.sum(dx * (y - y.mean()))) / sxx
     return slope, float(y.mean()) - slope * float(x.mean())
 
 
@@ -572,34 +560,6 @@ def _check_flat_half(flat_half: str) -> None:
             f"flat_half={flat_half!r}: use 'worst' (a half without a Sharpe ratio ranks last) "
             "or 'zero' (it ranks as its zero return)"
         )
-
-
-def _tolerance(values: FloatArray) -> FloatArray:
-    """The CSCV tie tolerance around each of ``values`` (0 scale where a value is infinite)."""
-    scale = np.where(np.isfinite(values), np.abs(values), 0.0)
-    return PBO_RELATIVE_TOLERANCE * scale + PBO_ABSOLUTE_TOLERANCE
-
-
-def _choose(ins: FloatArray) -> IntArray:
-    """Per column, the lowest row whose value is within the tie tolerance of the column's
-    maximum: the in-sample choice that no summation order can change."""
-    top = ins.max(axis=0)
-    near = ins >= top - _tolerance(top)
-    return np.argmax(near, axis=0).astype(np.int64)
-
-
-def _omega(outs: FloatArray, chosen_oos: FloatArray, n_sets: int) -> FloatArray:
-    """``rank / (N + 1)`` of ``chosen_oos`` among each column of ``outs`` (ascending; values
-    within the tie tolerance of ``chosen_oos`` tie with it and share the average rank)."""
-    tol = _tolerance(chosen_oos)
-    with np.errstate(invalid="ignore"):
-        below = np.count_nonzero(outs < chosen_oos - tol, axis=0)
-        tied = np.count_nonzero(np.abs(outs - chosen_oos) <= tol, axis=0)
-    undefined = ~np.isfinite(chosen_oos)
-    if undefined.any():  # chosen without an OOS Sharpe ratio: tied with every set without one
-        tied[undefined] = np.count_nonzero(outs[:, undefined] == chosen_oos[undefined], axis=0)
-        below[undefined] = 0
-    return (below + (tied + 1) / 2.0) / (n_sets + 1)
 
 
 def pbo_from_blocks(
@@ -622,8 +582,9 @@ def pbo_from_blocks(
         flat_half: how a set whose Sharpe ratio is undefined over a half is ranked there
             (:data:`FlatHalf`): ``worst`` (below every defined set) or ``zero`` (as a Sharpe
             ratio of 0, what not trading earns).
-        max_chunk_elements: sets × combinations evaluated at once; bounds memory (each chunk
-            allocates about a dozen float64 arrays of this many elements).
+        max_chunk_elements: sets × combinations per call of the CSCV kernel
+            (:func:`~cryptota_core.kernels.cscv.cscv_nb`, whose memory is a few values per set
+            and thread whatever the chunk); the result does not depend on it.
 
     For each of the C(S, S/2) ways to pick half of the blocks as in-sample (IS) — the rest out
     of sample (OOS) — the set with the best IS Sharpe ratio is chosen; its OOS Sharpe ratio's
@@ -715,11 +676,13 @@ def _cscv(
     everything = frozenset(range(n_blocks))
     first = [i for i, combo in enumerate(combos) if combo[0] == 0]
     second = [position[tuple(sorted(everything.difference(combos[i])))] for i in first]
-    halves = np.zeros((len(first), n_blocks))
+    halves = np.zeros((len(first), n_blocks), dtype=np.bool_)
     for row, i in enumerate(first):
-        halves[row, list(combos[i])] = 1.0
+        halves[row, list(combos[i])] = True
 
     n_combos = len(combos)
+    sums, sumsqs = np.ascontiguousarray(sums), np.ascontiguousarray(sumsqs)
+    counts = np.ascontiguousarray(np.broadcast_to(counts, sums.shape))
     logits = {c: np.empty(n_combos) for c in conventions}
     chosen = {c: np.empty(n_combos, dtype=np.int64) for c in conventions}
     is_sharpe = {c: np.empty(n_combos) for c in conventions}
@@ -728,29 +691,23 @@ def _cscv(
     step = max(1, int(max_chunk_elements) // n_sets)
     for start in range(0, len(first), step):
         stop = min(start + step, len(first))
-        half_a, half_b = halves[start:stop].T, 1.0 - halves[start:stop].T
-        sum_a, sum_b = sums @ half_a, sums @ half_b
-        worst_a = _sharpe_from_sums(sum_a, sumsqs @ half_a, counts @ half_a)
-        worst_b = _sharpe_from_sums(sum_b, sumsqs @ half_b, counts @ half_b)
-        for convention in conventions:
-            if convention == "zero":
-                sharpe_a = np.where(np.isneginf(worst_a), 0.0, worst_a)
-                sharpe_b = np.where(np.isneginf(worst_b), 0.0, worst_b)
-            else:
-                sharpe_a, sharpe_b = worst_a, worst_b
-            for index, ins, outs, out_sum in (
-                (first[start:stop], sharpe_a, sharpe_b, sum_b),
-                (second[start:stop], sharpe_b, sharpe_a, sum_a),
-            ):
-                best = _choose(ins)
-                cols = np.arange(best.size)
-                best_oos = outs[best, cols]
-                omega = _omega(outs, best_oos, n_sets)
-                logits[convention][index] = np.log(omega / (1.0 - omega))
-                chosen[convention][index] = best
-                is_sharpe[convention][index] = ins[best, cols]
-                oos_sharpe[convention][index] = best_oos
-                loss[convention][index] = out_sum[best, cols] < 0.0
+        index = np.array([first[start:stop], second[start:stop]])
+        best, ins, oos, omega, lost = cscv_nb(
+            sums,
+            sumsqs,
+            counts,
+            halves[start:stop],
+            np.array([c == "zero" for c in conventions]),
+            BLOCK_ZERO_DISPERSION,
+            PBO_RELATIVE_TOLERANCE,
+            PBO_ABSOLUTE_TOLERANCE,
+        )
+        for n, convention in enumerate(conventions):
+            logits[convention][index] = np.log(omega[n] / (1.0 - omega[n]))
+            chosen[convention][index] = best[n]
+            is_sharpe[convention][index] = ins[n]
+            oos_sharpe[convention][index] = oos[n]
+            loss[convention][index] = lost[n]
 
     results: dict[FlatHalf, PboResult] = {}
     for convention in conventions:

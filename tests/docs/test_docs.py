@@ -123,7 +123,7 @@ def _invocations(block: Block) -> Iterator[tuple[str, str]]:
     """``(subcommand, its arguments)`` for each ``cryptota`` invocation of a block: a line's
     indented continuation lines belong to it, and ``a | b`` lists alternatives when ``b`` is a
     subcommand (``price SYMBOL | depth SYMBOL``)."""
-    names = "|".join(sorted(map(re.escape, cli.commands), key=len, reverse=True))
+    names = "|".join(sorted(map(re.escape, _commands()), key=len, reverse=True))
     logical: list[str] = []
     for line in re.sub(r"\\\n", "\n", block.text).splitlines():
         if logical and line.startswith((" ", "\t")) and "cryptota" not in line:
@@ -138,8 +138,15 @@ def _invocations(block: Block) -> Iterator[tuple[str, str]]:
                 yield found.group(1), found.group(2)
 
 
+def _commands() -> list[str]:
+    """Every command of the group, the lazily imported ones too (``cli.commands`` holds only
+    those some earlier import registered, so a test run of this file alone missed some)."""
+    return cli.list_commands(click.Context(cli))
+
+
 def _options(name: str) -> set[str]:
-    command = cli.commands[name]
+    command = cli.get_command(click.Context(cli), name)
+    assert command is not None, f"no command {name}"
     return {opt for p in command.params if isinstance(p, click.Option) for opt in p.opts}
 
 
