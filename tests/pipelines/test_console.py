@@ -13,7 +13,7 @@ from cryptota_core.market.binance_csv import write_kline_csv
 from cryptota_core.market.sources.synthetic import generate_candles
 
 PROBE = """
-import gc, sys
+import gc, os, sys
 from cryptota_pipelines import console
 
 during = []
@@ -31,14 +31,14 @@ try:
 finally:
     print(
         f"collections during the command {len(during)}; enabled {gc.isenabled()}; "
-        f"frozen {gc.get_freeze_count()}",
+        f"frozen {gc.get_freeze_count()}; blas {os.environ.get('OPENBLAS_NUM_THREADS')}",
         file=sys.stderr,
     )
 """
 
 
-def _console(args: list[str], tmp_path: Path) -> subprocess.CompletedProcess[str]:
-    env = {"CRYPTOTA_HOME": str(tmp_path / "home"), "PATH": "/usr/bin:/bin"}
+def _console(args: list[str], tmp_path: Path, **extra: str) -> subprocess.CompletedProcess[str]:
+    env = {"CRYPTOTA_HOME": str(tmp_path / "home"), "PATH": "/usr/bin:/bin", **extra}
     return subprocess.run(
         [sys.executable, "-c", PROBE, *args],
         capture_output=True,
@@ -71,6 +71,13 @@ def test_the_console_script_runs_the_command_with_the_collector_on(tmp_path: Pat
     assert facts["enabled"] == "True"
     # pandas, numba and pydantic alone leave some hundred thousand objects behind
     assert int(facts["frozen"]) > 100_000
+    assert facts["blas"] == "1", "OpenBLAS keeps its threads off numba's cores"
+
+
+def test_the_console_script_leaves_a_chosen_blas_thread_count(tmp_path: Path) -> None:
+    done = _console(["results", "--help"], tmp_path, OPENBLAS_NUM_THREADS="3")
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert _facts(done.stderr)["blas"] == "3"
 
 
 def test_the_console_script_keeps_main_s_exit_code_and_one_line_error(tmp_path: Path) -> None:
