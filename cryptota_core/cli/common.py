@@ -5,6 +5,7 @@ on candles."""
 from __future__ import annotations
 
 import importlib
+import os
 import sys
 from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
@@ -22,8 +23,23 @@ if TYPE_CHECKING:
     from cryptota_core.app.candles import CandleInput
     from cryptota_core.storage.candle_store import CandleStore
 
+PIPED_WIDTH = 240
+"""Columns of ``out`` when stdout is a file or a pipe (and ``COLUMNS`` does not say): such output
+has no width of its own, and at rich's fallback (80, as at the 120 used before) the demo's
+leaderboard squeezed every header and value to an ellipsis. Tables never grow past their
+natural width, so a wide limit only stops the squeezing."""
+
+
+def _out_width() -> int | None:
+    """None on a terminal (rich measures it), else ``COLUMNS`` or :data:`PIPED_WIDTH`."""
+    if sys.stdout.isatty():
+        return None
+    columns = os.environ.get("COLUMNS", "")
+    return int(columns) if columns.isdigit() and int(columns) > 0 else PIPED_WIDTH
+
+
 console = Console(stderr=True)
-out = Console(width=None if sys.stdout.isatty() else 120)
+out = Console(width=_out_width())
 
 
 class LazyGroup(click.Group):

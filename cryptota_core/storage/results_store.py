@@ -123,9 +123,14 @@ _RANKED_COLUMNS = LEADERBOARD_COLUMNS[:-1]
 """The leaderboard's columns the query selects (all but ``note``)."""
 
 
-def leaderboard_note(metric: str, value: float | None, trades: Any, min_trades: int) -> str:
+def leaderboard_note(
+    metric: str, value: float | None, trades: Any, min_trades: int, open_trades: Any = None
+) -> str:
     """Why a leaderboard row deserves a second look, or ``""``: fewer trades than the rule asks
-    (it ranks after the runs that meet it), or an undefined ranking value (a blank cell)."""
+    (it ranks after the runs that meet it), an undefined ranking value (a blank cell), or a
+    position still open at the end (its return and ratios include that position marked at the
+    last close, while ``trade_count`` counts closed round trips only: a run of 0 trades can
+    show a return)."""
     count = None if trades is None or pd.isna(trades) else int(trades)
     notes = []
     if count is not None and count < min_trades:
@@ -133,6 +138,8 @@ def leaderboard_note(metric: str, value: float | None, trades: Any, min_trades: 
     if value is None or not math.isfinite(value):
         reason = "no trades" if count == 0 else "returns without dispersion"
         notes.append(f"{metric} undefined ({reason})")
+    if open_trades is not None and not pd.isna(open_trades) and open_trades > 0:
+        notes.append("position open at the end")
     return "; ".join(notes)
 
 
@@ -515,6 +522,7 @@ class ResultsStore:
         inner = select(
             *[t.c[c] for c in _RANKED_COLUMNS if c not in ("rank", "value")],
             value.label("value"),
+            t.c.metrics["open_trades"].as_float().label("open_trades"),
             rank,
         )
         for column, wanted in (("exchange", exchange), ("symbol", symbol), ("strategy", strategy)):
@@ -534,13 +542,14 @@ class ResultsStore:
             inner = inner.where(t.c.window_end == newest)
         ranked = inner.subquery()
         query = (
-            select(*[ranked.c[c] for c in _RANKED_COLUMNS])
+            select(*[ranked.c[c] for c in _RANKED_COLUMNS], ranked.c.open_trades)
             .where(ranked.c.rank <= top)
             .order_by(ranked.c.exchange, ranked.c.symbol, ranked.c.strategy, ranked.c.rank)
         )
         with translate_db_errors(self.engine), self.engine.connect() as conn:
             rows = conn.execute(query).all()
-        frame = pd.DataFrame([tuple(r) for r in rows], columns=list(_RANKED_COLUMNS))
+        frame = pd.DataFrame([tuple(r) for r in rows], columns=[*_RANKED_COLUMNS, "open_trades"])
+        open_trades = frame.pop("open_trades")
         for column in ("window_start", "window_end", "created_at"):
             frame[column] = pd.to_datetime(frame[column], utc=True)
         floats = ["value", *[m for m in HEADLINE_METRICS if m != "trade_count"], "equity_final"]
@@ -548,8 +557,10 @@ class ResultsStore:
         frame["trade_count"] = frame["trade_count"].astype("Int64")
         frame[["rank", "bars"]] = frame[["rank", "bars"]].astype("int64")
         frame["note"] = [
-            leaderboard_note(metric, value, trades, min_trades)
-            for value, trades in zip(frame["value"], frame["trade_count"], strict=True)
+            leaderboard_note(metric, value, trades, min_trades, still_open)
+            for value, trades, still_open in zip(
+                frame["value"], frame["trade_count"], open_trades, strict=True
+            )
         ]
         frame.attrs["metric"] = metric
         frame.attrs["min_trades"] = min_trades

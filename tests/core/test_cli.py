@@ -138,3 +138,16 @@ def test_archive_ingest_with_a_bad_file_is_one_line_and_keeps_earlier_months(
         store.count(key, pd.Timestamp("2024-02-01", tz="UTC"), pd.Timestamp("2024-03-01", tz="UTC"))
         == 0
     )
+
+
+def test_piped_output_is_wide_enough_for_the_tables(monkeypatch: pytest.MonkeyPatch) -> None:
+    """stdout under pytest is no terminal: ``COLUMNS`` decides, else a width at which the demo's
+    leaderboard keeps its headers (rich's fallback of 80 turned each into an ellipsis)."""
+    from cryptota_core.cli.common import PIPED_WIDTH, _out_width
+
+    monkeypatch.delenv("COLUMNS", raising=False)
+    assert _out_width() == PIPED_WIDTH >= 200
+    monkeypatch.setenv("COLUMNS", "132")
+    assert _out_width() == 132
+    monkeypatch.setenv("COLUMNS", "wide")
+    assert _out_width() == PIPED_WIDTH

@@ -159,6 +159,7 @@ def test_every_param_set_on_both_symbols_is_one_run_and_a_rerun_keeps_one_result
         sharpe = stored.result.metrics["sharpe_ratio"]
         assert meta["sharpe_ratio"] == metadata_number("sharpe_ratio", sharpe)
         assert isinstance(meta["trade_count"], int) and "total_return %" in meta
+        assert meta["open_trades"] == int(stored.result.metrics["open_trades"] or 0)
         assert meta["bars"] == WINDOW_DAYS * 24 and meta["cached"] is False
         assert meta["runs"] == 6 and meta["cached_runs"] == 0
         headline = [r.data for r in meta["headline_metrics"].records]

@@ -161,7 +161,12 @@ def run_metadata(run: StoredRun) -> dict[str, Any]:
         "candle_fingerprint": run.candles.fingerprint,
         **{
             metadata_key(name): metadata_number(name, value)
-            for name, value in {**result.headline(), "equity_final": result.equity_final}.items()
+            for name, value in {
+                **result.headline(),
+                # trade_count counts round trips: a run of 0 trades with a return holds one
+                "open_trades": result.metrics.get("open_trades"),
+                "equity_final": result.equity_final,
+            }.items()
         },
     }
 

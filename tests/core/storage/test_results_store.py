@@ -389,6 +389,19 @@ def test_leaderboard_ranks_runs_below_min_trades_after_the_others_and_says_so(
     assert list(store.leaderboard("BTCUSDT", "rsi", min_trades=5, top=1)["slug"]) == ["rsi-p14"]
 
 
+def test_leaderboard_says_when_a_position_is_still_open(store: ResultsStore) -> None:
+    """0 closed trades and a return: the position bought is still held at the end, and the
+    note says so (``trade_count`` counts round trips)."""
+    runs = {"rsi-p7": (1.2, 0, 1.0), "rsi-p14": (0.4, 6, 0.0), "rsi-p21": (0.1, 5, None)}
+    for slug, (sharpe, trades, still_open) in runs.items():
+        metrics = {"sharpe_ratio": sharpe, "trade_count": trades, "open_trades": still_open}
+        save(store, make_result(slug=slug, metrics=metrics))
+    board = store.leaderboard("BTCUSDT", "rsi", min_trades=5)
+    assert list(board.columns) == list(LEADERBOARD_COLUMNS)
+    notes = dict(zip(board["slug"], board["note"], strict=True))
+    assert notes == {"rsi-p14": "", "rsi-p21": "", "rsi-p7": "< 5 trades; position open at the end"}
+
+
 @pytest.mark.parametrize(
     "bad",
     [{"metric": "sharpe; drop table x"}, {"top": 0}, {"min_trades": -1}, {"min_trades": 2.5}],
