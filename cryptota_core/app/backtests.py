@@ -13,7 +13,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, TypedDict, Unpack
 
-from cryptota_core import __version__
+from cryptota_core import CODE_VERSION
 from cryptota_core.app.candles import CandleInput, candles_from_store
 from cryptota_core.backtest.cache import ResultCache, cache_key, cached_backtest
 from cryptota_core.backtest.engines import engine_runner
@@ -26,11 +26,6 @@ from cryptota_core.storage.results_store import ResultsStore
 from cryptota_core.strategies import get_strategy
 
 log = logging.getLogger(__name__)
-
-
-CODE_VERSION = __version__
-"""Recorded with every stored result and part of every cache key: a new release never serves a
-result computed by an older engine."""
 
 
 @dataclass(frozen=True)

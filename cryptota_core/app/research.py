@@ -15,7 +15,7 @@ from typing import Any
 
 import pandas as pd
 
-from cryptota_core.app.backtests import CODE_VERSION
+from cryptota_core import CODE_VERSION
 from cryptota_core.app.candles import CandleInput, candles_from_store
 from cryptota_core.backtest.runs import BacktestWindow
 from cryptota_core.errors import NoDataError

@@ -144,7 +144,7 @@ def _lineage(candles: CandleInput) -> Lineage | None:
     """Where a stored research result comes from; None for a CSV (nothing to store it under)."""
     if candles.key is None:
         return None
-    from cryptota_core.app.backtests import CODE_VERSION
+    from cryptota_core import CODE_VERSION
     from cryptota_core.research.lineage import Lineage
 
     return Lineage(
