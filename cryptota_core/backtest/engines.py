@@ -13,9 +13,9 @@ from cryptota_core.backtest.fast import run_fast_backtest
 from cryptota_core.backtest.result import BacktestResult
 from cryptota_core.errors import InvalidInputError
 
-ENGINES = ("backtrader", "fast")
-"""backtrader (every strategy, the reference) and the numba engine (the four built-in
-strategies; identical results, 60-260x faster)."""
+ENGINES = ("fast", "backtrader")
+"""The numba engine (the four built-in strategies; identical results, 60-260x faster) and
+backtrader (every strategy, the reference)."""
 
 Runner = Callable[..., BacktestResult]
 """``run_backtest`` or ``run_fast_backtest``: (candles, strategy, params, *, interval, cash,

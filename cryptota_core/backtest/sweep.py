@@ -35,6 +35,7 @@ import numpy as np
 import numpy.typing as npt
 import pandas as pd
 
+from cryptota_core.backtest.engines import engine_runner
 from cryptota_core.backtest.fast import prices_of, run_fast_backtest
 from cryptota_core.backtest.inputs import (
     check_settings,
@@ -229,8 +230,7 @@ def run_sweep(
         )
     else:  # a user strategy has no kernel: every set runs on backtrader (slow, same figures)
         log.info("%s has no sweep kernel: %d sets run on backtrader", spec.name, len(models))
-        from cryptota_core.backtest.engine import run_backtest  # lazy: it loads backtrader
-
+        run_backtest = engine_runner("backtrader")
         table = {name: np.full(len(models), np.nan) for name in FIGURES}
         block_sum = np.zeros((len(models), n_blocks))
         block_sumsq = np.zeros((len(models), n_blocks))

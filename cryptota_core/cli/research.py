@@ -20,6 +20,7 @@ from rich.progress import (
 )
 from rich.table import Table
 
+from cryptota_core.backtest.engines import ENGINES
 from cryptota_core.broker import BrokerSettings
 from cryptota_core.cli.common import candle_input, candle_options, cli, console, out
 from cryptota_core.display import format_metric, format_number
@@ -261,7 +262,7 @@ def _run_search(
 )
 @click.option(
     "--recheck-engine",
-    type=click.Choice(["fast", "backtrader"]),
+    type=click.Choice(ENGINES),
     default=None,
     help="Engine of the re-check: fast (numba event loop, ~0.1 s per set on a year of 1m) or "
     "backtrader (the reference, ~30 s per set) (default: CRYPTOTA_OPTIMIZATION_RECHECK_ENGINE, "

@@ -42,7 +42,7 @@ import numpy.typing as npt
 import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from cryptota_core.backtest.engines import engine_runner
+from cryptota_core.backtest.engines import ENGINES, engine_runner
 from cryptota_core.backtest.result import BacktestResult, iso_utc
 from cryptota_core.backtest.sweep import (
     EXACT_FIGURES,
@@ -99,8 +99,9 @@ Sharpe ratio of a set is the market's move over one or two holding periods, not 
 1m candles the Sharpe objective otherwise picks sets with one or two trades (issue 14). Five
 keeps every set that trades at least weekly on the default 90-day window."""
 
-RECHECK_ENGINES = ("fast", "backtrader")
-"""The engines a re-check can run on: set-by-set simulations independent of the sweep kernel."""
+RECHECK_ENGINES = ENGINES
+"""The engines a re-check can run on: both engines' set-by-set simulations are independent of
+the sweep kernel."""
 
 DEFAULT_RECHECK = 1
 """Sets re-checked by default: the winner, whose full run the result carries anyway."""
